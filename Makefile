@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.12
+# pyenv machines keep 3.12 beside the default; harmless where pyenv is absent.
+export PYENV_VERSION ?= 3.12.1
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+BACKEND := backend
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backend
+REDIS_URL ?= redis://127.0.0.1:6379/9
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint format lock
+
+help:
+	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
+	@echo "make test   - run the whole test suite (real PostgreSQL and Redis)"
+	@echo "make lint   - ruff check + ruff format --check"
+	@echo "make format - apply ruff's formatting and safe fixes"
+	@echo "make lock   - recompile the hashed requirement locks from the .in files"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python $(BACKEND)/requirements/dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r $(BACKEND)/requirements/dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Embedded defaults (DEBUG=true: SQLite, in-memory cache, eager Celery) served by the
+# same gunicorn configuration production uses.
+run: venv
+	cd $(BACKEND) && DEBUG=true $(BIN)/python manage.py migrate --no-input
+	cd $(BACKEND) && DEBUG=true $(BIN)/python manage.py collectstatic --no-input -v0
+	cd $(BACKEND) && DEBUG=true exec $(BIN)/gunicorn -c config/gunicorn_conf.py config.wsgi
+
+test: venv
+	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	cd $(BACKEND) && $(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: venv
+	cd $(BACKEND) && $(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet pip-tools
+	cd $(BACKEND)/requirements && \
+		$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o base.txt base.in && \
+		$(BIN)/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o dev.txt dev.in

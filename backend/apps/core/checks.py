@@ -1,0 +1,76 @@
+"""The project's own deploy checks, run by `manage.py check --deploy`.
+
+Stable ids: core.E001 (placeholder secret), core.E002 (wildcard host), core.W003
+(short metrics token), core.W004 (SSL header trusted without a redirect), core.E005
+(SQLite in production).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from config.env import PLACEHOLDER_SECRETS, SECRET_KEY_MIN_LENGTH
+
+METRICS_TOKEN_MIN_LENGTH = 24
+
+
+@register(Tags.security, deploy=True)
+def check_secret_key(app_configs: Any, **kwargs: Any) -> list[Error]:
+    key = settings.SECRET_KEY
+    if key.lower() in PLACEHOLDER_SECRETS or key.startswith(
+        ("dev-insecure", "django-insecure")
+    ):
+        return [
+            Error(
+                "DJANGO_SECRET_KEY is a placeholder.",
+                hint=f"Generate {SECRET_KEY_MIN_LENGTH}+ random characters.",
+                id="core.E001",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_allowed_hosts(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if "*" in settings.ALLOWED_HOSTS:
+        return [Error("ALLOWED_HOSTS contains '*'.", id="core.E002")]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_metrics_token(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        return [
+            Warning(
+                f"METRICS_TOKEN is shorter than {METRICS_TOKEN_MIN_LENGTH} characters.",
+                id="core.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_proxy_header(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    if (
+        getattr(settings, "SECURE_PROXY_SSL_HEADER", None)
+        and not settings.SECURE_SSL_REDIRECT
+    ):
+        return [
+            Warning(
+                "SECURE_PROXY_SSL_HEADER is trusted but SECURE_SSL_REDIRECT is off.",
+                hint="Plain HTTP requests will be served; turn the redirect on.",
+                id="core.W004",
+            )
+        ]
+    return []
+
+
+@register("core", deploy=True)
+def check_database_engine(app_configs: Any, **kwargs: Any) -> list[Error]:
+    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+        return [Error("The database is SQLite; use PostgreSQL.", id="core.E005")]
+    return []

@@ -1,0 +1,27 @@
+"""Views of the core app: the protected Prometheus endpoint."""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django_prometheus.exports import ExportToDjangoView
+
+from apps.core.exceptions import _json_error
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Serve Prometheus metrics to holders of METRICS_TOKEN only."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        # No token configured: the endpoint does not exist for anyone.
+        return _json_error(404, "not_found", "Not found.")
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        response = _json_error(401, "not_authenticated", "Bearer token required.")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
+        return _json_error(403, "permission_denied", "Invalid metrics token.")
+    return ExportToDjangoView(request)

@@ -1,0 +1,727 @@
+"""The one registry of environment variables, and typed readers over it.
+
+Every variable the project reads (Python or the entrypoint script) is declared here
+once. Settings read the environment only through ``load()``; the docs and
+``.env.example`` are generated from ``VARIABLES``. Validation collects every problem
+before reporting, so an operator fixes a bad deployment in one round, not one
+variable per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+GROUPS = {
+    "core": "Core",
+    "database": "Database",
+    "redis": "Redis and Celery",
+    "http": "HTTP and security",
+    "gunicorn": "Gunicorn (web role)",
+    "observability": "Observability",
+    "process": "Entrypoint and processes",
+    "inventory": "Inventory",
+}
+
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+# Values copied from tutorials and templates; a deployment that uses one has no secret.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "change_me",
+        "dev-insecure-key",
+        "secret",
+        "secret-key",
+        "your-secret-key",
+        "your-secret-key-here",
+        "django-insecure",
+        "insecure",
+        "replace-me",
+        "please-change-me",
+        "xxx",
+    }
+)
+SECRET_KEY_MIN_LENGTH = 50
+
+
+class ConfigError(ValueError):
+    """A variable's value does not meet what the registry expects."""
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: how to parse it and what it means."""
+
+    name: str
+    kind: str  # str, secret, bool, int, float, list, choice, url
+    group: str
+    doc: str
+    default: Any = None
+    debug_default: Any = None
+    required_in_prod: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    schemes: tuple[str, ...] = ()
+    example: str | None = None
+    check: Callable[[Any], None] | None = field(default=None, compare=False)
+
+    def expected(self) -> str:
+        """Describe in words what a valid value looks like."""
+        if self.kind == "bool":
+            return "one of true/false/1/0/yes/no"
+        if self.kind in {"int", "float"}:
+            bounds = []
+            if self.minimum is not None:
+                bounds.append(f">= {self.minimum:g}")
+            if self.maximum is not None:
+                bounds.append(f"<= {self.maximum:g}")
+            noun = "an integer" if self.kind == "int" else "a number"
+            return f"{noun} {' and '.join(bounds)}".strip()
+        if self.kind == "choice":
+            return "one of " + "/".join(self.choices)
+        if self.kind == "list":
+            return "a comma-separated list"
+        if self.kind == "url":
+            return "a URL with scheme " + " or ".join(f"{s}://" for s in self.schemes)
+        if self.kind == "secret" and self.name == "DJANGO_SECRET_KEY":
+            return (
+                f"a random string of at least {SECRET_KEY_MIN_LENGTH} characters, "
+                "not a placeholder"
+            )
+        return "a string"
+
+
+def _check_secret_key(value: str) -> None:
+    if value.strip().lower() in PLACEHOLDER_SECRETS or value.startswith(
+        "django-insecure"
+    ):
+        raise ConfigError("is a known placeholder, not a secret")
+    if len(value) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigError(
+            f"is {len(value)} characters long, at least {SECRET_KEY_MIN_LENGTH} needed"
+        )
+
+
+def _check_hosts(value: list[str]) -> None:
+    if "*" in value:
+        raise ConfigError("contains '*', which accepts any Host header; list the hosts")
+
+
+def _check_origins(value: list[str]) -> None:
+    for origin in value:
+        if origin == "*":
+            raise ConfigError("contains '*'; list the origins explicitly")
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path:
+            raise ConfigError(
+                f"entry {origin!r} is not an origin like https://app.example.com"
+            )
+
+
+def _check_admin_url(value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/", value):
+        raise ConfigError("must be a relative path ending in '/', like 'admin/'")
+
+
+def _check_throttle_rate(value: str) -> None:
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ConfigError("must look like '100/minute'")
+
+
+VARIABLES: tuple[Var, ...] = (
+    # --- core ---
+    Var(
+        "DEBUG",
+        "bool",
+        "core",
+        "Development mode: embedded defaults, verbose errors. "
+        "Never true in production.",
+        default=False,
+        example="false",
+    ),
+    Var(
+        "DJANGO_SECRET_KEY",
+        "secret",
+        "core",
+        "Django's signing key; at least 50 random characters.",
+        required_in_prod=True,
+        check=_check_secret_key,
+        debug_default="dev-insecure-key-only-for-local-development-never-in-production-0",
+    ),
+    Var(
+        "ALLOWED_HOSTS",
+        "list",
+        "core",
+        "Host names this service answers to (comma "
+        "separated); '*' is rejected. Health probes work with any Host.",
+        required_in_prod=True,
+        check=_check_hosts,
+        debug_default=["localhost", "127.0.0.1", "[::1]", "testserver"],
+        example="localhost,127.0.0.1",
+    ),
+    Var(
+        "DJANGO_ADMIN_URL",
+        "str",
+        "core",
+        "Path of the Django admin, ending in '/'.",
+        default="admin/",
+        check=_check_admin_url,
+    ),
+    Var(
+        "APP_ROLE",
+        "choice",
+        "process",
+        "Which process the image runs.",
+        default="web",
+        choices=("web", "worker", "beat", "migrate"),
+    ),
+    # --- database ---
+    Var(
+        "DATABASE_URL",
+        "url",
+        "database",
+        "PostgreSQL URL; or set POSTGRES_USER, "
+        "POSTGRES_PASSWORD and POSTGRES_DB. Required in production (one of the two).",
+        schemes=("postgres", "postgresql", "sqlite"),
+        example="postgres://app:app@db:5432/app",
+    ),
+    Var(
+        "POSTGRES_USER",
+        "str",
+        "database",
+        "Database user, when DATABASE_URL is not set.",
+        example="app",
+    ),
+    Var(
+        "POSTGRES_PASSWORD",
+        "secret",
+        "database",
+        "Database password, when DATABASE_URL is not set.",
+        example="app",
+    ),
+    Var(
+        "POSTGRES_DB",
+        "str",
+        "database",
+        "Database name, when DATABASE_URL is not set.",
+        example="app",
+    ),
+    Var(
+        "POSTGRES_HOST",
+        "str",
+        "database",
+        "Database host, when DATABASE_URL is not set.",
+        default="localhost",
+        example="db",
+    ),
+    Var(
+        "POSTGRES_PORT",
+        "int",
+        "database",
+        "Database port, when DATABASE_URL is not set.",
+        default=5432,
+        minimum=1,
+        maximum=65535,
+    ),
+    Var(
+        "DB_CONN_MAX_AGE",
+        "int",
+        "database",
+        "Seconds a database connection is reused (forced to 0 under the ASGI worker).",
+        default=600,
+        minimum=0,
+    ),
+    Var(
+        "DB_CONNECT_TIMEOUT",
+        "int",
+        "database",
+        "Seconds to wait for a database connection before failing.",
+        default=5,
+        minimum=1,
+        maximum=60,
+    ),
+    Var(
+        "DB_STATEMENT_TIMEOUT_MS",
+        "int",
+        "database",
+        "Server-side statement_timeout in milliseconds; 0 disables it.",
+        default=30000,
+        minimum=0,
+    ),
+    # --- redis / celery ---
+    Var(
+        "REDIS_URL",
+        "url",
+        "redis",
+        "Redis for cache, Celery broker and results, and the "
+        "inventory gate. Without it: in-memory cache and eager Celery (development).",
+        schemes=("redis", "rediss"),
+        example="redis://redis:6379/0",
+    ),
+    Var(
+        "CELERY_BROKER_URL",
+        "url",
+        "redis",
+        "Celery broker, when it differs from REDIS_URL.",
+        schemes=("redis", "rediss", "amqp", "amqps"),
+    ),
+    Var(
+        "REDIS_SOCKET_TIMEOUT",
+        "float",
+        "redis",
+        "Seconds to wait for a Redis connect or reply before treating Redis as down.",
+        default=1.0,
+        minimum=0.05,
+        maximum=30,
+    ),
+    Var(
+        "CACHE_ERROR_LOG_INTERVAL",
+        "int",
+        "redis",
+        "Seconds between two log lines about the same cache (Redis) failure.",
+        default=60,
+        minimum=1,
+    ),
+    # --- http / security ---
+    Var(
+        "CORS_ALLOWED_ORIGINS",
+        "list",
+        "http",
+        "Browser origins allowed to call the API (comma separated, explicit).",
+        required_in_prod=True,
+        check=_check_origins,
+        debug_default=["http://localhost:3000"],
+        example="http://localhost:3000",
+    ),
+    Var(
+        "CSRF_TRUSTED_ORIGINS",
+        "list",
+        "http",
+        "Origins trusted for unsafe requests with session auth (comma separated).",
+        default=[],
+        check=_check_origins,
+    ),
+    Var(
+        "SECURE_PROXY_SSL_HEADER",
+        "bool",
+        "http",
+        "Trust X-Forwarded-Proto: https from "
+        "the proxy in front (turn off when nothing sets that header).",
+        default=True,
+        debug_default=False,
+    ),
+    Var(
+        "SECURE_SSL_REDIRECT",
+        "bool",
+        "http",
+        "Redirect plain HTTP to HTTPS (health paths are exempt).",
+        default=True,
+        debug_default=False,
+    ),
+    Var(
+        "SECURE_HSTS_SECONDS",
+        "int",
+        "http",
+        "Strict-Transport-Security max-age; 0 turns HSTS off.",
+        default=31536000,
+        debug_default=0,
+        minimum=0,
+    ),
+    Var(
+        "SECURE_HSTS_PRELOAD",
+        "bool",
+        "http",
+        "Ask browsers to preload HSTS (hard to undo: opt in knowingly).",
+        default=False,
+    ),
+    Var(
+        "TRUSTED_PROXY_COUNT",
+        "int",
+        "http",
+        "How many proxies in front append to "
+        "X-Forwarded-For; the client IP is the right-most hop they did not add.",
+        default=0,
+        minimum=0,
+        maximum=10,
+    ),
+    Var(
+        "MAX_REQUEST_BODY_BYTES",
+        "int",
+        "http",
+        "Largest request body accepted; larger bodies get 413.",
+        default=1048576,
+        minimum=1024,
+    ),
+    Var(
+        "API_THROTTLE_ANON",
+        "str",
+        "http",
+        "Request rate for anonymous clients, per client IP.",
+        default="60/minute",
+        check=_check_throttle_rate,
+    ),
+    Var(
+        "API_THROTTLE_USER",
+        "str",
+        "http",
+        "Request rate per authenticated user.",
+        default="6000/minute",
+        check=_check_throttle_rate,
+    ),
+    # --- gunicorn ---
+    Var(
+        "PORT",
+        "int",
+        "gunicorn",
+        "Port the web role listens on (Railway injects it).",
+        default=5000,
+        minimum=1,
+        maximum=65535,
+    ),
+    Var(
+        "GUNICORN_WORKERS",
+        "int",
+        "gunicorn",
+        "Worker processes; default 2 x usable "
+        "CPUs + 1 (affinity and cgroup quota), capped by GUNICORN_MAX_WORKERS.",
+        minimum=1,
+        maximum=256,
+    ),
+    Var(
+        "GUNICORN_MAX_WORKERS",
+        "int",
+        "gunicorn",
+        "Upper bound on the computed worker count.",
+        default=12,
+        minimum=1,
+        maximum=256,
+    ),
+    Var(
+        "GUNICORN_WORKER_CLASS",
+        "choice",
+        "gunicorn",
+        "gthread (WSGI, default) or uvicorn (ASGI; forces DB_CONN_MAX_AGE=0).",
+        default="gthread",
+        choices=("gthread", "uvicorn"),
+    ),
+    Var(
+        "GUNICORN_THREADS",
+        "int",
+        "gunicorn",
+        "Threads per gthread worker.",
+        default=4,
+        minimum=1,
+        maximum=64,
+    ),
+    Var(
+        "GUNICORN_TIMEOUT",
+        "int",
+        "gunicorn",
+        "Seconds a request may run before its worker is killed.",
+        default=120,
+        minimum=1,
+    ),
+    Var(
+        "GUNICORN_GRACEFUL_TIMEOUT",
+        "int",
+        "gunicorn",
+        "Seconds workers get to finish requests after SIGTERM.",
+        default=30,
+        minimum=1,
+    ),
+    Var(
+        "GUNICORN_KEEPALIVE",
+        "int",
+        "gunicorn",
+        "Seconds an idle keep-alive connection "
+        "stays open (above load balancer idle timeouts).",
+        default=75,
+        minimum=0,
+    ),
+    Var(
+        "GUNICORN_MAX_REQUESTS",
+        "int",
+        "gunicorn",
+        "Requests after which a worker is recycled; 0 turns recycling off.",
+        default=10000,
+        minimum=0,
+    ),
+    Var(
+        "GUNICORN_MAX_REQUESTS_JITTER",
+        "int",
+        "gunicorn",
+        "Random extra requests so workers do not recycle together.",
+        default=1000,
+        minimum=0,
+    ),
+    Var(
+        "FORWARDED_ALLOW_IPS",
+        "str",
+        "gunicorn",
+        "Proxy addresses gunicorn trusts for "
+        "X-Forwarded-* headers ('*' when only the load balancer can reach the app).",
+        default="127.0.0.1",
+    ),
+    # --- observability ---
+    Var(
+        "LOG_FORMAT",
+        "choice",
+        "observability",
+        "json (one object per line) or console.",
+        default="json",
+        debug_default="console",
+        choices=("json", "console"),
+    ),
+    Var(
+        "LOG_LEVEL",
+        "choice",
+        "observability",
+        "Minimum level logged.",
+        default="INFO",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    ),
+    Var(
+        "METRICS_TOKEN",
+        "secret",
+        "observability",
+        "Bearer token for /metrics; without it /metrics answers 404.",
+    ),
+    Var(
+        "SENTRY_DSN", "secret", "observability", "Sentry DSN; Sentry is off without it."
+    ),
+    Var(
+        "SENTRY_ENVIRONMENT",
+        "str",
+        "observability",
+        "Environment name reported to Sentry.",
+        default="production",
+    ),
+    Var(
+        "SENTRY_RELEASE",
+        "str",
+        "observability",
+        "Release reported to Sentry (image tag or commit).",
+    ),
+    Var(
+        "SENTRY_TRACES_SAMPLE_RATE",
+        "float",
+        "observability",
+        "Share of requests traced by Sentry.",
+        default=0.0,
+        minimum=0.0,
+        maximum=1.0,
+    ),
+)
+
+REGISTRY: dict[str, Var] = {var.name: var for var in VARIABLES}
+
+
+def parse_bool(raw: str) -> bool:
+    """Parse true/false/1/0/yes/no in any case."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{raw!r} is not a boolean")
+
+
+def _parse_url(var: Var, raw: str) -> str:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # raises ValueError on a non-numeric port
+    except ValueError as exc:
+        raise ConfigError(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in var.schemes:
+        raise ConfigError(
+            f"has scheme {parts.scheme or '(none)'!r}, expected "
+            + " or ".join(var.schemes)
+        )
+    if parts.scheme != "sqlite" and not parts.hostname:
+        raise ConfigError("has no host")
+    if parts.scheme in {"postgres", "postgresql"} and not parts.path.strip("/"):
+        raise ConfigError("names no database (add /<dbname>)")
+    del port
+    return raw
+
+
+def parse_value(var: Var, raw: str) -> Any:
+    """Turn one raw string into the registry's type, or raise ConfigError."""
+    if var.kind == "bool":
+        value: Any = parse_bool(raw)
+    elif var.kind == "int":
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{raw!r} is not an integer") from None
+    elif var.kind == "float":
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{raw!r} is not a number") from None
+    elif var.kind == "list":
+        value = [item.strip() for item in raw.split(",") if item.strip()]
+    elif var.kind == "choice":
+        value = raw.strip()
+        if value not in var.choices:
+            raise ConfigError(f"{raw!r} is not one of {', '.join(var.choices)}")
+    elif var.kind == "url":
+        value = _parse_url(var, raw.strip())
+    else:
+        value = raw
+    if var.kind in {"int", "float"}:
+        if var.minimum is not None and value < var.minimum:
+            raise ConfigError(f"{value} is below the minimum {var.minimum:g}")
+        if var.maximum is not None and value > var.maximum:
+            raise ConfigError(f"{value} is above the maximum {var.maximum:g}")
+    if var.check is not None:
+        var.check(value)
+    return value
+
+
+@dataclass
+class Problem:
+    name: str
+    message: str
+    expected: str
+
+
+@dataclass
+class Config:
+    """Parsed values of every registered variable, plus the problems found."""
+
+    values: dict[str, Any]
+    problems: list[Problem]
+    debug: bool
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str) -> Any:
+        if name not in REGISTRY:
+            raise KeyError(f"{name} is not in the variable registry (config/env.py)")
+        return self.values.get(name)
+
+    @property
+    def database_url(self) -> str | None:
+        return self.values.get("_DATABASE_URL")
+
+
+def _postgres_url_from_parts(values: Mapping[str, Any]) -> str:
+    user = quote(values["POSTGRES_USER"], safe="")
+    password = quote(values["POSTGRES_PASSWORD"], safe="")
+    host = values["POSTGRES_HOST"]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # a bare IPv6 address needs brackets in a URL
+    return (
+        f"postgres://{user}:{password}@{host}:{values['POSTGRES_PORT']}/"
+        f"{quote(values['POSTGRES_DB'], safe='')}"
+    )
+
+
+def load(environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate every registered variable; collect problems, never raise."""
+    environ = os.environ if environ is None else environ
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+
+    def raw_of(name: str) -> str | None:
+        raw = environ.get(name)
+        # Compose and ECS pass unset optional values as empty strings: treat as unset.
+        return None if raw is None or raw.strip() == "" else raw
+
+    debug = False
+    debug_raw = raw_of("DEBUG")
+    if debug_raw is not None:
+        try:
+            debug = parse_bool(debug_raw)
+        except ConfigError as exc:
+            problems.append(Problem("DEBUG", str(exc), REGISTRY["DEBUG"].expected()))
+
+    for var in VARIABLES:
+        raw = raw_of(var.name)
+        if raw is None:
+            if debug and var.debug_default is not None:
+                values[var.name] = var.debug_default
+            elif var.required_in_prod and not debug:
+                problems.append(Problem(var.name, "is missing", var.expected()))
+                values[var.name] = None
+            else:
+                values[var.name] = var.default
+            continue
+        try:
+            values[var.name] = parse_value(var, raw)
+        except ConfigError as exc:
+            problems.append(Problem(var.name, str(exc), var.expected()))
+            values[var.name] = var.default
+    values["DEBUG"] = debug
+
+    # One database is required in production: a URL, or the three POSTGRES_* parts.
+    parts = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+    if values.get("DATABASE_URL"):
+        values["_DATABASE_URL"] = values["DATABASE_URL"]
+        if not debug and values["DATABASE_URL"].startswith("sqlite"):
+            problems.append(
+                Problem("DATABASE_URL", "is SQLite", "a postgres:// URL in production")
+            )
+    elif all(values.get(name) for name in parts):
+        values["_DATABASE_URL"] = _postgres_url_from_parts(values)
+    elif any(values.get(name) for name in parts):
+        missing = [name for name in parts if not values.get(name)]
+        for name in missing:
+            problems.append(
+                Problem(name, "is missing", "set with the other POSTGRES_* variables")
+            )
+        values["_DATABASE_URL"] = None
+    elif debug:
+        values["_DATABASE_URL"] = None  # settings fall back to SQLite
+    else:
+        problems.append(
+            Problem(
+                "DATABASE_URL",
+                "is missing",
+                "a postgres:// URL, or POSTGRES_USER + POSTGRES_PASSWORD + POSTGRES_DB",
+            )
+        )
+        values["_DATABASE_URL"] = None
+    return Config(values=values, problems=problems, debug=debug)
+
+
+def format_problems(problems: list[Problem]) -> str:
+    """Render all problems as one block an operator can act on."""
+    noun = "problem" if len(problems) == 1 else "problems"
+    lines = [
+        f"Invalid configuration: {len(problems)} {noun} with environment variables:"
+    ]
+    for problem in problems:
+        lines.append(
+            f"  - {problem.name} {problem.message}; expected {problem.expected}"
+        )
+    lines.append("See ENVIRONMENT_VARIABLES.md. Nothing was started.")
+    return "\n".join(lines)
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration; on any problem print one block and exit with status 1."""
+    config = load(environ)
+    if config.problems:
+        sys.stderr.write(format_problems(config.problems) + "\n")
+        sys.stderr.flush()
+        # SystemExit, not an exception: the operator needs the block, not a traceback.
+        raise SystemExit(1)
+    return config
+
+
+if __name__ == "__main__":
+    # `python -m config.env` validates the environment (the entrypoint's first step).
+    load_or_exit()
+    print("Configuration OK")

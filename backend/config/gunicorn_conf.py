@@ -1,0 +1,144 @@
+"""gunicorn configuration: every value from the variable registry (config/env.py).
+
+Started as `gunicorn -c config/gunicorn_conf.py config.wsgi` (or config.asgi with
+GUNICORN_WORKER_CLASS=uvicorn). The configuration is validated here, in the master,
+so a bad environment stops the server with one block naming every bad variable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from apps.core.gunicorn_logging import JsonAccessLogger
+from apps.core.logging import logging_config
+from config.env import load_or_exit
+
+ENV = load_or_exit()
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
+    """Return the CPUs this process may use: affinity, then the cgroup CPU quota."""
+    try:
+        cpus: float = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, quota)
+    return cpus
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    v2 = root / "cpu.max"
+    try:
+        if v2.exists():
+            quota, period = v2.read_text().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        v1_quota = root / "cpu" / "cpu.cfs_quota_us"
+        if v1_quota.exists():
+            quota_us = int(v1_quota.read_text())
+            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def worker_count(
+    *, configured: int | None, maximum: int, cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> int:
+    """Return GUNICORN_WORKERS, else 2 x usable CPUs + 1 capped by the maximum."""
+    if configured:
+        return configured
+    # A 0.5 CPU quota still gets one CPU's worth of workers (rounded up).
+    cpus = max(1, math.ceil(usable_cpus(cgroup_root)))
+    return max(1, min(2 * cpus + 1, maximum))
+
+
+# --- Server socket and workers ------------------------------------------------------
+
+bind = f"0.0.0.0:{ENV['PORT']}"
+workers = worker_count(
+    configured=ENV["GUNICORN_WORKERS"], maximum=ENV["GUNICORN_MAX_WORKERS"]
+)
+if ENV["GUNICORN_WORKER_CLASS"] == "uvicorn":
+    worker_class = "uvicorn_worker.UvicornWorker"
+else:
+    worker_class = "gthread"
+    threads = ENV["GUNICORN_THREADS"]
+
+timeout = ENV["GUNICORN_TIMEOUT"]
+graceful_timeout = ENV["GUNICORN_GRACEFUL_TIMEOUT"]
+# Above the idle timeout of common load balancers (ALB 60 s), so the balancer, not
+# gunicorn, closes idle connections and never sends on a socket we just closed.
+keepalive = ENV["GUNICORN_KEEPALIVE"]
+max_requests = ENV["GUNICORN_MAX_REQUESTS"]
+max_requests_jitter = ENV["GUNICORN_MAX_REQUESTS_JITTER"]
+forwarded_allow_ips = ENV["FORWARDED_ALLOW_IPS"]
+# Heartbeat files on tmpfs: a disk-backed /tmp can stall workers into timeouts.
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+# The control socket lives under $HOME by default, which is read-only or foreign in
+# containers (read-only root, arbitrary uid); nothing here uses it.
+control_socket_disable = True
+
+# --- Logging --------------------------------------------------------------------------
+
+JsonAccessLogger.trusted_proxies = ENV["TRUSTED_PROXY_COUNT"]
+logger_class = JsonAccessLogger
+accesslog = "-"
+errorlog = "-"
+loglevel = ENV["LOG_LEVEL"].lower()
+logconfig_dict = logging_config(log_format=ENV["LOG_FORMAT"], level=ENV["LOG_LEVEL"])
+
+# --- Prometheus multiprocess mode -----------------------------------------------------
+
+# Must be set before any worker imports prometheus_client; the entrypoint sets it, and
+# a direct `gunicorn -c` start gets a private directory here.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp"
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(
+        base, f"prometheus-gunicorn-{os.getpid()}"
+    )
+
+
+def on_starting(server) -> None:
+    """Empty the metrics directory: files of a previous run would be summed in."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    server.log.info(
+        "gunicorn starting",
+        extra={
+            "workers": server.cfg.workers,
+            "worker_class": server.cfg.worker_class_str,
+            "threads": server.cfg.threads,
+            "bind": server.cfg.bind,
+        },
+    )
+
+
+def when_ready(server) -> None:
+    server.log.info("gunicorn ready", extra={"bind": server.cfg.bind})
+
+
+def worker_abort(worker) -> None:
+    worker.log.error("worker aborted (timeout)", extra={"worker_pid": worker.pid})
+
+
+def child_exit(server, worker) -> None:
+    """Mark the worker's metric files dead so its live gauges stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+    server.log.info("worker exited", extra={"worker_pid": worker.pid})
+
+
+def on_exit(server) -> None:
+    server.log.info("gunicorn stopped")

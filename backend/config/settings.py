@@ -1,0 +1,254 @@
+"""Hardened settings: one module, read from the environment through config.env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import load_or_exit
+
+ENV = load_or_exit()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core -------------------------------------------------------------------------
+
+DEBUG: bool = ENV["DEBUG"]
+SECRET_KEY: str = ENV["DJANGO_SECRET_KEY"]
+ALLOWED_HOSTS: list[str] = ENV["ALLOWED_HOSTS"]
+ADMIN_URL: str = ENV["DJANGO_ADMIN_URL"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "corsheaders",
+    "django_prometheus",
+    "apps.core",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Probes are answered before anything validates Host or redirects to HTTPS:
+    # load balancers probe with the task's private IP over plain HTTP.
+    "apps.core.middleware.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.RequestIdMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Database ---------------------------------------------------------------------
+
+# Under the ASGI worker every request runs in a fresh thread, and persistent
+# connections are per thread: they exhausted PostgreSQL in seconds (DESIGN.md).
+ASGI_WORKER = ENV["GUNICORN_WORKER_CLASS"] == "uvicorn"
+CONN_MAX_AGE = 0 if ASGI_WORKER else ENV["DB_CONN_MAX_AGE"]
+
+if ENV.database_url:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            ENV.database_url,
+            conn_max_age=CONN_MAX_AGE,
+            conn_health_checks=True,
+        )
+    }
+else:  # DEBUG with no database configured: the embedded default.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+        }
+    }
+
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["connect_timeout"] = ENV["DB_CONNECT_TIMEOUT"]
+    # A runaway query is cancelled by the server instead of pinning a worker.
+    options["options"] = f"-c statement_timeout={ENV['DB_STATEMENT_TIMEOUT_MS']}"
+    options.setdefault("application_name", f"backend-{ENV['APP_ROLE']}")
+
+# --- Redis: cache, Celery ---------------------------------------------------------
+
+REDIS_URL: str | None = ENV["REDIS_URL"]
+REDIS_SOCKET_TIMEOUT: float = ENV["REDIS_SOCKET_TIMEOUT"]
+CACHE_ERROR_LOG_INTERVAL: int = ENV["CACHE_ERROR_LOG_INTERVAL"]
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "backend",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+                "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# A Redis outage turns cache calls into misses instead of 500s; the rate-limited
+# logger below reports it once per interval, not once per request.
+DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+DJANGO_REDIS_LOGGER = "apps.core.cache"
+
+CELERY_BROKER_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL
+# Without a broker (local development) tasks run in-process.
+CELERY_TASK_ALWAYS_EAGER = not (ENV["CELERY_BROKER_URL"] or REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# --- HTTP and security ------------------------------------------------------------
+
+if ENV["SECURE_PROXY_SSL_HEADER"]:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT: bool = ENV["SECURE_SSL_REDIRECT"]
+# Probes come over plain HTTP from inside the network (SecurityMiddleware's regexes
+# match the path without its leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^health/ready/$"]
+SECURE_HSTS_SECONDS: int = ENV["SECURE_HSTS_SECONDS"]
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD: bool = ENV["SECURE_HSTS_PRELOAD"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+SESSION_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_TRUSTED_ORIGINS: list[str] = ENV["CSRF_TRUSTED_ORIGINS"]
+
+CORS_ALLOWED_ORIGINS: list[str] = ENV["CORS_ALLOWED_ORIGINS"]
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "x-csrftoken",
+    "x-request-id",
+)
+CORS_EXPOSE_HEADERS = ("x-request-id",)
+
+TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
+DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
+FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
+
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is opt-in (SECURE_HSTS_PRELOAD): once in browsers' preload lists a
+    # domain cannot serve plain HTTP for months, so it is the operator's decision.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# --- Static files -----------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- REST framework ---------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": ENV["API_THROTTLE_ANON"],
+        "user": ENV["API_THROTTLE_USER"],
+    },
+    # Same trusted-proxy count as the client-IP logic; without it DRF trusts any
+    # X-Forwarded-For and a client picks its own throttle bucket.
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+# --- Observability ----------------------------------------------------------------
+
+METRICS_TOKEN: str | None = ENV["METRICS_TOKEN"]
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+LOG_FORMAT: str = ENV["LOG_FORMAT"]
+LOG_LEVEL: str = ENV["LOG_LEVEL"]
+LOGGING_CONFIG = None  # configured below, once, by the project's own function
+
+from apps.core.logging import configure_logging  # noqa: E402
+
+configure_logging(
+    log_format=LOG_FORMAT,
+    level=LOG_LEVEL,
+    cache_error_interval=CACHE_ERROR_LOG_INTERVAL,
+)
+
+if ENV["SENTRY_DSN"]:
+    from apps.core.sentry import sentry_init
+
+    sentry_init(
+        dsn=ENV["SENTRY_DSN"],
+        environment=ENV["SENTRY_ENVIRONMENT"],
+        release=ENV["SENTRY_RELEASE"],
+        traces_sample_rate=ENV["SENTRY_TRACES_SAMPLE_RATE"],
+    )

@@ -1,0 +1,58 @@
+"""`manage.py check --deploy` with a production environment, and our own checks."""
+
+from __future__ import annotations
+
+from django.test import override_settings
+
+from apps.core import checks
+from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+
+PROD = {
+    **PRODUCTION_ENV,
+    "DATABASE_URL": "postgres://app:pw@db.internal:5432/app",
+    "METRICS_TOKEN": "m" * 32,
+}
+
+
+def test_check_deploy_is_clean_with_production_environment() -> None:
+    result = run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=clean_environ(**PROD),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # security.W021 (HSTS preload) is the only silenced check, on purpose.
+    assert "System check identified no issues (1 silenced)." in result.stdout
+
+
+def test_check_deploy_with_preload_opted_in_silences_nothing() -> None:
+    result = run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=clean_environ(**PROD, SECURE_HSTS_PRELOAD="true"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_check_deploy_fails_on_plain_http() -> None:
+    result = run_python(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=clean_environ(**PROD, SECURE_SSL_REDIRECT="false"),
+    )
+    assert result.returncode == 1
+    assert "security.W008" in result.stderr
+    assert "core.W004" in result.stderr
+
+
+@override_settings(ALLOWED_HOSTS=["*"])
+def test_wildcard_host_check() -> None:
+    assert [e.id for e in checks.check_allowed_hosts(None)] == ["core.E002"]
+
+
+@override_settings(SECRET_KEY="dev-insecure-key")
+def test_placeholder_secret_check() -> None:
+    assert [e.id for e in checks.check_secret_key(None)] == ["core.E001"]
+
+
+@override_settings(METRICS_TOKEN="short")
+def test_short_metrics_token_check() -> None:
+    assert [e.id for e in checks.check_metrics_token(None)] == ["core.W003"]

@@ -1,0 +1,168 @@
+"""Startup validation: every problem named at once, exit 1, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.env import REGISTRY, ConfigError, load, parse_bool, parse_value
+from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+
+GOOD = {**PRODUCTION_ENV, "DATABASE_URL": "postgres://app:pw@db.internal:5432/app"}
+
+
+def check(env: dict[str, str]):
+    """Run Django's check command in a fresh process with exactly this environment."""
+    return run_python(["manage.py", "check"], env=clean_environ(**env))
+
+
+def test_good_production_environment_starts() -> None:
+    result = check(GOOD)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "missing",
+    ["DJANGO_SECRET_KEY", "ALLOWED_HOSTS", "CORS_ALLOWED_ORIGINS", "DATABASE_URL"],
+)
+def test_each_required_variable_missing_is_named(missing: str) -> None:
+    env = {k: v for k, v in GOOD.items() if k != missing}
+    result = check(env)
+    assert result.returncode == 1
+    assert f"  - {missing} is missing" in result.stderr
+    assert "Invalid configuration: 1 problem " in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DJANGO_SECRET_KEY", "x" * 49, "is 49 characters long, at least 50 needed"),
+        ("DJANGO_SECRET_KEY", "change-me", "is a known placeholder"),
+        ("DJANGO_SECRET_KEY", "dev-insecure-key", "is a known placeholder"),
+        ("ALLOWED_HOSTS", "api.example.com,*", "contains '*'"),
+        ("CORS_ALLOWED_ORIGINS", "*", "contains '*'"),
+        ("CORS_ALLOWED_ORIGINS", "app.example.com", "is not an origin"),
+        ("DATABASE_URL", "postgres://db.internal:notaport/app", "is not a valid URL"),
+        ("DATABASE_URL", "mysql://db.internal/app", "has scheme 'mysql'"),
+        ("DATABASE_URL", "postgres://db.internal:5432", "names no database"),
+        ("DATABASE_URL", "sqlite:///tmp/db.sqlite3", "is SQLite"),
+        ("REDIS_URL", "http://cache:6379", "has scheme 'http'"),
+        ("DEBUG", "maybe", "'maybe' is not a boolean"),
+        ("SECURE_SSL_REDIRECT", "enabled", "'enabled' is not a boolean"),
+        ("PORT", "eighty", "'eighty' is not an integer"),
+        ("PORT", "70000", "70000 is above the maximum 65535"),
+        ("GUNICORN_WORKER_CLASS", "sync", "'sync' is not one of gthread, uvicorn"),
+        ("SENTRY_TRACES_SAMPLE_RATE", "1.5", "1.5 is above the maximum 1"),
+        ("LOG_FORMAT", "xml", "'xml' is not one of json, console"),
+    ],
+)
+def test_bad_value_is_named_with_reason(name: str, value: str, message: str) -> None:
+    result = check({**GOOD, name: value})
+    assert result.returncode == 1
+    assert f"  - {name} " in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_all_problems_reported_in_one_run() -> None:
+    result = check({"SECURE_HSTS_SECONDS": "-1", "GUNICORN_THREADS": "lots"})
+    assert result.returncode == 1
+    assert "Invalid configuration: 6 problems" in result.stderr
+    for name in (
+        "DJANGO_SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "CORS_ALLOWED_ORIGINS",
+        "DATABASE_URL",
+        "SECURE_HSTS_SECONDS",
+        "GUNICORN_THREADS",
+    ):
+        assert f"  - {name} " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_postgres_parts_build_a_postgres_url() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
+    config = load(
+        {
+            **env,
+            "POSTGRES_USER": "app",
+            "POSTGRES_PASSWORD": "p@ss/w:rd",
+            "POSTGRES_DB": "inv",
+        }
+    )
+    assert config.problems == []
+    assert config.database_url == "postgres://app:p%40ss%2Fw%3Ard@localhost:5432/inv"
+
+
+def test_postgres_parts_incomplete_names_the_missing_ones() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
+    config = load({**env, "POSTGRES_USER": "app", "POSTGRES_HOST": "db"})
+    assert [(p.name, p.message) for p in config.problems] == [
+        ("POSTGRES_PASSWORD", "is missing"),
+        ("POSTGRES_DB", "is missing"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("Yes", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("NO", False),
+    ],
+)
+def test_boolean_words(raw: str, expected: bool) -> None:
+    assert parse_bool(raw) is expected
+
+
+def test_empty_string_counts_as_unset() -> None:
+    config = load({**GOOD, "SENTRY_DSN": "", "PORT": " "})
+    assert config.problems == []
+    assert config["PORT"] == 5000
+    assert config["SENTRY_DSN"] is None
+
+
+def test_list_values_are_trimmed() -> None:
+    value = parse_value(REGISTRY["ALLOWED_HOSTS"], " a.example.com , b.example.com,, ")
+    assert value == ["a.example.com", "b.example.com"]
+
+
+def test_check_rejects_unknown_variable_lookup() -> None:
+    with pytest.raises(
+        KeyError, match="NOT_A_VARIABLE is not in the variable registry"
+    ):
+        load(GOOD).get("NOT_A_VARIABLE")
+
+
+def test_secret_key_check_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        parse_value(REGISTRY["DJANGO_SECRET_KEY"], "secret")
+
+
+def test_debug_alone_runs_on_embedded_defaults() -> None:
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps([s.DATABASES['default']['ENGINE'],"
+        " s.CACHES['default']['BACKEND'], s.CELERY_TASK_ALWAYS_EAGER, s.DEBUG]))"
+    )
+    env = clean_environ(DEBUG="true", DJANGO_SETTINGS_MODULE="config.settings")
+    result = run_python(["-c", code], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == (
+        '["django.db.backends.sqlite3", '
+        '"django.core.cache.backends.locmem.LocMemCache", true, true]'
+    )
+
+
+def test_env_module_validates_from_the_command_line() -> None:
+    ok = run_python(["-m", "config.env"], env=clean_environ(**GOOD))
+    assert (ok.returncode, ok.stdout.strip()) == (0, "Configuration OK")
+    bad = run_python(["-m", "config.env"], env=clean_environ())
+    assert bad.returncode == 1
+    assert "Invalid configuration: 4 problems" in bad.stderr

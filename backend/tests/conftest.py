@@ -1,0 +1,179 @@
+"""Shared fixtures: production-like environments and real server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN_DIR = Path(PYTHON).parent
+
+# A complete, valid production environment (what an operator deploys).
+PRODUCTION_ENV = {
+    "DJANGO_SECRET_KEY": "prod-" + "s3cr3t" * 10,
+    "ALLOWED_HOSTS": "api.example.com,localhost,127.0.0.1",
+    "CORS_ALLOWED_ORIGINS": "https://app.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://app.example.com",
+}
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_environ(**overrides: str) -> dict[str, str]:
+    """Return os.environ without any registry variable, plus overrides."""
+    from config.env import REGISTRY
+
+    env = {k: v for k, v in os.environ.items() if k not in REGISTRY}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(overrides)
+    return env
+
+
+def run_python(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `python <args>` in backend/ and capture its output."""
+    return subprocess.run(
+        [PYTHON, *args],
+        cwd=BACKEND_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def production_env(django_db_setup: None) -> dict[str, str]:
+    """A valid production environment pointing at the test database and Redis."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return clean_environ(
+        **PRODUCTION_ENV,
+        DATABASE_URL=database_url,
+        REDIS_URL=os.environ["REDIS_URL"],
+    )
+
+
+@dataclass
+class ServerProcess:
+    """A real server process and everything it wrote."""
+
+    process: subprocess.Popen[str]
+    base_url: str
+    lines: list[str] = field(default_factory=list)
+
+    def json_lines(self) -> list[dict]:
+        records = []
+        for line in list(self.lines):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def wait_for_line(
+        self, predicate: Callable[[str], bool], timeout: float = 10
+    ) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if predicate(line):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError("no matching output line; got:\n" + "\n".join(self.lines))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+def start_process(
+    argv: list[str], env: dict[str, str], base_url: str = ""
+) -> ServerProcess:
+    """Start a process in backend/, collecting its output line by line."""
+    process = subprocess.Popen(
+        argv,
+        cwd=BACKEND_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    server = ServerProcess(process=process, base_url=base_url)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return server
+
+
+def wait_http(
+    url: str, timeout: float = 30, server: ServerProcess | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server is not None and server.process.poll() is not None:
+            raise AssertionError("server exited:\n" + "\n".join(server.lines))
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def start_gunicorn(
+    production_env: dict[str, str],
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start gunicorn with the shipped config; stop it after the test."""
+    started: list[ServerProcess] = []
+
+    def start(app: str = "config.wsgi", **overrides: str) -> ServerProcess:
+        port = free_port()
+        env = {**production_env, "PORT": str(port), "GUNICORN_WORKERS": "2"}
+        env.update(overrides)
+        server = start_process(
+            [str(BIN_DIR / "gunicorn"), "-c", "config/gunicorn_conf.py", app],
+            env=env,
+            base_url=f"http://127.0.0.1:{port}",
+        )
+        started.append(server)
+        wait_http(server.base_url + "/health/", server=server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGTERM)
+            try:
+                server.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.process.pid, signal.SIGKILL)
