@@ -201,9 +201,11 @@ STORAGES = {
 # --- REST framework ---------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes unauthenticated calls a 401
+    # (with the session class first, DRF answers 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]

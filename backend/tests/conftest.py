@@ -63,11 +63,12 @@ def run_python(
 
 
 @pytest.fixture
-def production_env(django_db_setup: None) -> dict[str, str]:
+def production_env(transactional_db: None) -> dict[str, str]:
     """A valid production environment pointing at the test database and Redis."""
-    from django.conf import settings
+    from django.db import connections
 
-    db = settings.DATABASES["default"]
+    # pytest-django renamed the database to the test one in the connection settings.
+    db = connections["default"].settings_dict
     database_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
     return clean_environ(
         **PRODUCTION_ENV,

@@ -42,6 +42,12 @@ class RateLimitFilter(logging.Filter):
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget what was logged (a new outage window starts now)."""
+        with self._lock:
+            self._last.clear()
+            self._suppressed.clear()
+
     def filter(self, record: logging.LogRecord) -> bool:
         key = f"{record.name}:{record.msg}"
         now = time.monotonic()
