@@ -471,6 +471,131 @@ VARIABLES: tuple[Var, ...] = (
         "X-Forwarded-* headers ('*' when only the load balancer can reach the app).",
         default="127.0.0.1",
     ),
+    # --- entrypoint and processes ---
+    Var(
+        "DEPENDENCY_WAIT_TIMEOUT",
+        "int",
+        "process",
+        "Seconds the entrypoint waits for PostgreSQL and Redis before giving up.",
+        default=60,
+        minimum=0,
+    ),
+    Var(
+        "RUN_MIGRATIONS",
+        "bool",
+        "process",
+        "Let the web role apply migrations at start (under the migration lock); the "
+        "migrate role always does.",
+        default=False,
+    ),
+    Var(
+        "MIGRATION_LOCK_TIMEOUT",
+        "int",
+        "process",
+        "Seconds a starting replica waits for another one's migration lock.",
+        default=300,
+        minimum=1,
+    ),
+    Var(
+        "MIGRATION_WAIT_TIMEOUT",
+        "int",
+        "process",
+        "Seconds worker and beat wait for pending migrations to be applied.",
+        default=300,
+        minimum=0,
+    ),
+    Var(
+        "HEARTBEAT_DIR",
+        "str",
+        "process",
+        "Writable directory for worker and beat heartbeat files (the healthcheck reads "
+        "them).",
+        default="/tmp",
+    ),
+    Var(
+        "HEARTBEAT_STALE_SECONDS",
+        "int",
+        "process",
+        "Age after which a worker or beat heartbeat means unhealthy.",
+        default=60,
+        minimum=10,
+    ),
+    Var(
+        "CELERY_WORKER_CONCURRENCY",
+        "int",
+        "process",
+        "Task processes per worker container.",
+        default=2,
+        minimum=1,
+        maximum=64,
+    ),
+    Var(
+        "CELERY_WORKER_QUEUES",
+        "list",
+        "process",
+        "Queues the worker consumes (comma separated).",
+        default=["celery"],
+    ),
+    Var(
+        "CELERY_TASK_TIME_LIMIT",
+        "int",
+        "process",
+        "Hard time limit of a task in seconds (the process is killed).",
+        default=3600,
+        minimum=1,
+    ),
+    Var(
+        "CELERY_TASK_SOFT_TIME_LIMIT",
+        "int",
+        "process",
+        "Soft time limit in seconds (the task gets an exception to clean up).",
+        default=3000,
+        minimum=1,
+    ),
+    Var(
+        "CELERY_VISIBILITY_TIMEOUT",
+        "int",
+        "process",
+        "Seconds before Redis redelivers an unacknowledged task; must exceed "
+        "CELERY_TASK_TIME_LIMIT.",
+        default=7200,
+        minimum=1,
+    ),
+    Var(
+        "CELERY_WORKER_MAX_TASKS_PER_CHILD",
+        "int",
+        "process",
+        "Tasks after which a pool process is replaced (bounds leaks).",
+        default=100,
+        minimum=1,
+    ),
+    Var(
+        "CELERY_SOFT_SHUTDOWN_TIMEOUT",
+        "float",
+        "process",
+        "Seconds running tasks get after SIGTERM before they are requeued; keep it "
+        "inside the platform's stop grace period.",
+        default=20.0,
+        minimum=0,
+    ),
+    Var(
+        "CELERY_BROKER_TIMEOUT",
+        "float",
+        "process",
+        "Seconds to connect to or hear from the broker before an enqueue fails.",
+        default=2.0,
+        minimum=0.1,
+        maximum=60,
+    ),
+    Var(
+        "CELERY_BEAT_MAX_LOOP_INTERVAL",
+        "int",
+        "process",
+        "Longest sleep of the beat scheduler in seconds (its heartbeat period).",
+        default=5,
+        minimum=1,
+        maximum=60,
+    ),
     # --- observability ---
     Var(
         "LOG_FORMAT",
@@ -665,6 +790,28 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             values[var.name] = var.default
     values["DEBUG"] = debug
 
+    if values.get("CELERY_VISIBILITY_TIMEOUT") is not None and values[
+        "CELERY_VISIBILITY_TIMEOUT"
+    ] <= (values.get("CELERY_TASK_TIME_LIMIT") or 0):
+        problems.append(
+            Problem(
+                "CELERY_VISIBILITY_TIMEOUT",
+                f"({values['CELERY_VISIBILITY_TIMEOUT']}) is not above "
+                f"CELERY_TASK_TIME_LIMIT ({values['CELERY_TASK_TIME_LIMIT']})",
+                "a value above the hard time limit, or late-acked tasks run twice",
+            )
+        )
+    if (values.get("CELERY_TASK_SOFT_TIME_LIMIT") or 0) >= (
+        values.get("CELERY_TASK_TIME_LIMIT") or 0
+    ):
+        problems.append(
+            Problem(
+                "CELERY_TASK_SOFT_TIME_LIMIT",
+                "is not below CELERY_TASK_TIME_LIMIT",
+                "a soft limit below the hard one",
+            )
+        )
+
     # One database is required in production: a URL, or the three POSTGRES_* parts.
     parts = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
     if values.get("DATABASE_URL"):
@@ -721,7 +868,15 @@ def load_or_exit(environ: Mapping[str, str] | None = None) -> Config:
     return config
 
 
-if __name__ == "__main__":
-    # `python -m config.env` validates the environment (the entrypoint's first step).
-    load_or_exit()
+def main(argv: list[str]) -> int:
+    """`python -m config.env` validates; `--get NAME` prints one parsed value."""
+    config = load_or_exit()
+    if len(argv) == 2 and argv[0] == "--get":
+        print(config.get(argv[1]))
+        return 0
     print("Configuration OK")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -7,7 +7,6 @@ so a bad environment stops the server with one block naming every bad variable.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import sys
@@ -15,50 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from apps.core.cpus import worker_count
 from apps.core.gunicorn_logging import JsonAccessLogger
 from apps.core.logging import logging_config
 from config.env import load_or_exit
 
 ENV = load_or_exit()
-
-
-def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> float:
-    """Return the CPUs this process may use: affinity, then the cgroup CPU quota."""
-    try:
-        cpus: float = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup_root)
-    if quota is not None:
-        cpus = min(cpus, quota)
-    return cpus
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    v2 = root / "cpu.max"
-    try:
-        if v2.exists():
-            quota, period = v2.read_text().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        v1_quota = root / "cpu" / "cpu.cfs_quota_us"
-        if v1_quota.exists():
-            quota_us = int(v1_quota.read_text())
-            period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-            return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def worker_count(
-    *, configured: int | None, maximum: int, cgroup_root: Path = Path("/sys/fs/cgroup")
-) -> int:
-    """Return GUNICORN_WORKERS, else 2 x usable CPUs + 1 capped by the maximum."""
-    if configured:
-        return configured
-    # A 0.5 CPU quota still gets one CPU's worth of workers (rounded up).
-    cpus = max(1, math.ceil(usable_cpus(cgroup_root)))
-    return max(1, min(2 * cpus + 1, maximum))
 
 
 # --- Server socket and workers ------------------------------------------------------
@@ -68,8 +29,11 @@ workers = worker_count(
     configured=ENV["GUNICORN_WORKERS"], maximum=ENV["GUNICORN_MAX_WORKERS"]
 )
 if ENV["GUNICORN_WORKER_CLASS"] == "uvicorn":
+    # ASGI; settings force CONN_MAX_AGE=0 for it (DESIGN.md: measured exhaustion).
+    wsgi_app = "config.asgi:application"
     worker_class = "uvicorn_worker.UvicornWorker"
 else:
+    wsgi_app = "config.wsgi:application"
     worker_class = "gthread"
     threads = ENV["GUNICORN_THREADS"]
 

@@ -136,11 +136,78 @@ DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "apps.core.cache"
 
+# --- Celery (read by config/celery.py with namespace CELERY) ---------------------
+
 CELERY_BROKER_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL
 # Without a broker (local development) tasks run in-process.
 CELERY_TASK_ALWAYS_EAGER = not (ENV["CELERY_BROKER_URL"] or REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
+# Tasks record their outcome in the database; nobody waits on results, and skipping
+# them keeps `.delay()` from also talking to the result backend.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = 24 * 3600
+# Ack after the task ran, so a task lost with its worker is delivered again...
+CELERY_TASK_ACKS_LATE = True
+# ...including when the pool process dies mid-task (OOM kill, SIGKILL): requeue now.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message reserved per process: a long task never holds others hostage.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = ENV["CELERY_TASK_TIME_LIMIT"]
+CELERY_TASK_SOFT_TIME_LIMIT = ENV["CELERY_TASK_SOFT_TIME_LIMIT"]
+# Replace pool processes now and then, so leaks in libraries stay bounded.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = ENV["CELERY_WORKER_MAX_TASKS_PER_CHILD"]
+CELERY_WORKER_CONCURRENCY = ENV["CELERY_WORKER_CONCURRENCY"]
+# A worker that lost the broker cannot ack; stop its tasks, they are redelivered.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# SIGTERM is remapped to a cold shutdown by the entrypoint (REMAP_SIGTERM=SIGQUIT);
+# the soft shutdown before it lets running tasks finish for this long, then requeues.
+# Celery sleeps the whole timeout whenever a task is running (it does not return
+# early), so a stop with work in flight takes this long; an idle worker stops at once.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = ENV["CELERY_SOFT_SHUTDOWN_TIMEOUT"]
+CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
+# Keep retrying the broker at startup (it may come up after us) and while running.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
+# kombu's Redis sockets wait forever by default: a Redis that accepts TCP and never
+# answers would hang `.delay()` inside a request.
+_celery_transport = {
+    # Above the hard time limit, otherwise Redis redelivers late-acked running
+    # tasks to a second worker (validated in config/env.py).
+    "visibility_timeout": ENV["CELERY_VISIBILITY_TIMEOUT"],
+    "socket_timeout": ENV["CELERY_BROKER_TIMEOUT"],
+    "socket_connect_timeout": ENV["CELERY_BROKER_TIMEOUT"],
+    "retry_on_timeout": False,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = dict(_celery_transport)
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_celery_transport)
+CELERY_REDIS_SOCKET_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
+# Publishing retries at most once, quickly: a request must not wait long on Redis.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+CELERY_WORKER_QUEUES: list[str] = ENV["CELERY_WORKER_QUEUES"]
+CELERY_TASK_DEFAULT_QUEUE = CELERY_WORKER_QUEUES[0]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+# One beat schedules at a time: RedBeat holds a lock in Redis.
+CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatRedBeatScheduler"
+CELERY_REDBEAT_REDIS_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL
+CELERY_BEAT_MAX_LOOP_INTERVAL = ENV["CELERY_BEAT_MAX_LOOP_INTERVAL"]
+CELERY_REDBEAT_LOCK_TIMEOUT = ENV["CELERY_BEAT_MAX_LOOP_INTERVAL"] * 5
+CELERY_REDBEAT_KEY_PREFIX = "backend:redbeat:"
+
+HEARTBEAT_DIR: str = ENV["HEARTBEAT_DIR"]
+HEARTBEAT_STALE_SECONDS: int = ENV["HEARTBEAT_STALE_SECONDS"]
+MIGRATION_LOCK_TIMEOUT: int = ENV["MIGRATION_LOCK_TIMEOUT"]
+MIGRATION_WAIT_TIMEOUT: int = ENV["MIGRATION_WAIT_TIMEOUT"]
+DEPENDENCY_WAIT_TIMEOUT: int = ENV["DEPENDENCY_WAIT_TIMEOUT"]
 
 # --- HTTP and security ------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -157,12 +158,15 @@ def start_gunicorn(
     """Start gunicorn with the shipped config; stop it after the test."""
     started: list[ServerProcess] = []
 
-    def start(app: str = "config.wsgi", **overrides: str) -> ServerProcess:
+    def start(app: str | None = None, **overrides: str) -> ServerProcess:
         port = free_port()
         env = {**production_env, "PORT": str(port), "GUNICORN_WORKERS": "2"}
         env.update(overrides)
         server = start_process(
-            [str(BIN_DIR / "gunicorn"), "-c", "config/gunicorn_conf.py", app],
+            # No app argument: gunicorn_conf's wsgi_app picks WSGI or ASGI, as in
+            # the entrypoint.
+            [str(BIN_DIR / "gunicorn"), "-c", "config/gunicorn_conf.py"]
+            + ([app] if app else []),
             env=env,
             base_url=f"http://127.0.0.1:{port}",
         )
@@ -178,3 +182,50 @@ def start_gunicorn(
                 server.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 os.killpg(server.process.pid, signal.SIGKILL)
+
+
+ENTRYPOINT = BACKEND_DIR / "scripts" / "entrypoint.sh"
+
+
+def with_venv_path(env: dict[str, str]) -> dict[str, str]:
+    """Put the virtual environment's bin first, as the image's PATH does."""
+    return {**env, "PATH": f"{BIN_DIR}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
+
+@pytest.fixture
+def start_entrypoint(
+    production_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., ServerProcess]]:
+    """Start scripts/entrypoint.sh for real; kill whatever is left after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, **overrides: str) -> ServerProcess:
+        env = with_venv_path({**production_env, "HEARTBEAT_DIR": str(tmp_path)})
+        env.update(overrides)
+        port = env.get("PORT", "")
+        server = start_process(
+            [str(ENTRYPOINT), *args],
+            env=env,
+            base_url=f"http://127.0.0.1:{port}" if port else "",
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+        else:
+            # Pool children of a killed worker may outlive it: kill the group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def redis_client():
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    yield client
+    client.close()

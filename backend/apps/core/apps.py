@@ -8,4 +8,7 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the deploy checks with Django's check framework.
+        # Make the project's Celery app the current one, so `.delay()` anywhere in
+        # Django uses its broker settings (not Celery's default amqp://localhost).
+        import config.celery  # noqa: F401
         from apps.core import checks  # noqa: F401

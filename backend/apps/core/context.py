@@ -5,6 +5,7 @@ import uuid
 from contextvars import ContextVar
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+task_id_var: ContextVar[str | None] = ContextVar("task_id", default=None)
 
 # Accept an upstream id only if it is short and made of token characters, so a client
 # cannot inject log lines, headers or megabytes through it.

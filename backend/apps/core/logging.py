@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from apps.core.context import request_id_get
+from apps.core.context import request_id_get, task_id_var
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is kept.
 _STANDARD_ATTRS = frozenset(
@@ -29,6 +29,9 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
             record.request_id = request_id_get()
+        task_id = task_id_var.get()
+        if task_id and not getattr(record, "task_id", None):
+            record.task_id = task_id
         return True
 
 

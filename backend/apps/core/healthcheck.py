@@ -1,0 +1,53 @@
+"""Role-aware container healthcheck: `python -m apps.core.healthcheck`.
+
+No curl, no netcat, no Django import (it runs every few seconds): web probes
+/health/ over HTTP, worker and beat check their heartbeat file's age, migrate is
+always healthy. Exit 0 healthy, 1 not, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from config.env import load
+
+
+def check_web(port: int, timeout: float = 2.0) -> tuple[bool, str]:
+    url = f"http://127.0.0.1:{port}/health/"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200, f"GET {url} -> {response.status}"
+    except Exception as exc:  # noqa: BLE001 - any failure is unhealthy
+        return False, f"GET {url} failed: {exc}"
+
+
+def check_heartbeat(path: Path, stale_after: float) -> tuple[bool, str]:
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False, f"no heartbeat file at {path}"
+    if age > stale_after:
+        return False, f"heartbeat {path} is {age:.0f}s old (limit {stale_after:.0f}s)"
+    return True, f"heartbeat {path} is {age:.0f}s old"
+
+
+def main() -> int:
+    config = load()
+    role = config["APP_ROLE"]
+    heartbeat_dir = Path(config["HEARTBEAT_DIR"])
+    stale = config["HEARTBEAT_STALE_SECONDS"]
+    if role == "web":
+        ok, why = check_web(config["PORT"])
+    elif role in {"worker", "beat"}:
+        ok, why = check_heartbeat(heartbeat_dir / f"celery-{role}.heartbeat", stale)
+    else:  # migrate: a one-shot job, judged by its exit status
+        ok, why = True, "migrate role has no long-running process"
+    print(f"{'healthy' if ok else 'unhealthy'} ({role}): {why}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Core write services: failed-task records and task enqueueing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.utils import timezone
+
+from apps.core.models import FailedTask
+
+logger = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    # Task arguments are JSON already (Celery's serializer); keep a repr otherwise.
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+def failed_task_record(
+    *,
+    task_name: str,
+    task_id: str,
+    queue: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    exception: str,
+    traceback: str,
+) -> FailedTask:
+    """Store a failed task so it survives worker restarts and can be re-enqueued."""
+    return FailedTask.objects.create(
+        task_name=task_name,
+        task_id=task_id,
+        queue=queue,
+        args=_jsonable(args),
+        kwargs=_jsonable(kwargs),
+        exception=exception[:10000],
+        traceback=traceback[:50000],
+    )
+
+
+def failed_task_requeue(*, failed_task: FailedTask) -> str:
+    """Enqueue the failed task again, same arguments and queue; return the new id."""
+    from config.celery import app
+
+    result = app.send_task(
+        failed_task.task_name,
+        args=failed_task.args,
+        kwargs=failed_task.kwargs,
+        queue=failed_task.queue or None,
+    )
+    failed_task.requeued_at = timezone.now()
+    failed_task.requeued_task_id = result.id
+    failed_task.save(update_fields=["requeued_at", "requeued_task_id"])
+    logger.info(
+        "failed task re-enqueued",
+        extra={"task_name": failed_task.task_name, "new_task_id": result.id},
+    )
+    return result.id
+
+
+def task_enqueue(task: Any, /, **kwargs: Any) -> str | None:
+    """Enqueue a task by keyword arguments; log and return None if the broker fails.
+
+    Called from transaction.on_commit hooks: the data is committed already, and the
+    periodic tasks sweep up whatever a lost enqueue left behind.
+    """
+    try:
+        return task.apply_async(kwargs=kwargs).id
+    except Exception as exc:  # noqa: BLE001 - any broker failure, logged
+        logger.error(
+            "could not enqueue task %s: %s",
+            task.name,
+            exc,
+            extra={"task_name": task.name, "error": repr(exc)},
+        )
+        return None

@@ -1,0 +1,196 @@
+"""The Celery app: reliability settings (config/settings.py), beat schedule, hooks.
+
+Started by the entrypoint as `celery -A config worker` / `celery -A config beat`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, bootsteps, signals
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("backend")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = [Queue(name) for name in app.conf.worker_queues]
+app.autodiscover_tasks()
+
+logger = logging.getLogger("apps.core.tasks")
+
+# The beat schedule, in one place. Every entry expires before its next run, so a
+# backlog (worker down for an hour) never turns into a burst of stale runs.
+app.conf.beat_schedule = {
+    "expire-reservations": {
+        "task": "inventory.expire_reservations",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "reconcile-inventory-redis-db": {
+        "task": "inventory.reconcile_inventory_redis_db",
+        "schedule": 600.0,
+        "options": {"expires": 600},
+    },
+}
+
+
+# --- Logging ------------------------------------------------------------------------
+
+
+@signals.setup_logging.connect
+def _setup_logging(**kwargs: Any) -> None:
+    """Keep the project's logging (JSON on stdout) instead of Celery's own."""
+    from django.conf import settings
+
+    from apps.core.logging import configure_logging
+
+    configure_logging(
+        log_format=settings.LOG_FORMAT,
+        level=settings.LOG_LEVEL,
+        cache_error_interval=settings.CACHE_ERROR_LOG_INTERVAL,
+    )
+
+
+# --- Request id: from the enqueuing request into the task's log lines ---------------
+
+
+@signals.before_task_publish.connect
+def _attach_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    from apps.core.context import request_id_get
+
+    request_id = request_id_get()
+    if headers is not None and request_id and "request_id" not in headers:
+        headers["request_id"] = request_id
+
+
+_task_context_tokens: dict[str, Any] = {}
+
+
+@signals.task_prerun.connect
+def _enter_task_context(task_id: str | None = None, task: Any = None, **kwargs: Any):
+    from apps.core.context import request_id_var, task_id_var
+
+    request_id = getattr(task.request, "request_id", None) if task else None
+    _task_context_tokens[task_id or ""] = (
+        request_id_var.set(request_id),
+        task_id_var.set(task_id),
+    )
+
+
+@signals.task_postrun.connect
+def _leave_task_context(task_id: str | None = None, **kwargs: Any) -> None:
+    from apps.core.context import request_id_var, task_id_var
+
+    tokens = _task_context_tokens.pop(task_id or "", None)
+    if tokens:
+        request_id_var.reset(tokens[0])
+        task_id_var.reset(tokens[1])
+
+
+# --- Failed tasks: never lost -------------------------------------------------------
+
+
+@signals.task_failure.connect
+def _record_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **extra: Any,
+) -> None:
+    from apps.core.services import failed_task_record
+
+    name = getattr(sender, "name", str(sender))
+    delivery_info = getattr(getattr(sender, "request", None), "delivery_info", None)
+    queue = (delivery_info or {}).get("routing_key") or ""
+    logger.critical(
+        "task failed: %s[%s]: %r",
+        name,
+        task_id,
+        exception,
+        extra={"task_name": name, "task_id": task_id, "exception": repr(exception)},
+    )
+    try:
+        failed_task_record(
+            task_name=name,
+            task_id=task_id or "",
+            queue=queue,
+            args=list(args or []),
+            kwargs=dict(kwargs or {}),
+            exception=repr(exception),
+            traceback=str(einfo.traceback if einfo else ""),
+        )
+    except Exception:
+        # The CRITICAL line above still carries the failure if the database is gone.
+        logger.exception("could not record failed task %s", task_id)
+
+
+# --- Heartbeats for the role-aware healthcheck ---------------------------------------
+
+
+def heartbeat_path(role: str) -> Path:
+    from django.conf import settings
+
+    return Path(settings.HEARTBEAT_DIR) / f"celery-{role}.heartbeat"
+
+
+def heartbeat_touch(role: str) -> None:
+    path = heartbeat_path(role)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(time.time()))
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Touch the worker heartbeat file every few seconds while the consumer runs."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+    interval = 5.0
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.tref = None
+
+    def start(self, parent: Any) -> None:
+        heartbeat_touch("worker")
+        self.tref = parent.timer.call_repeatedly(
+            self.interval, heartbeat_touch, ("worker",), priority=10
+        )
+
+    def stop(self, parent: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        heartbeat_path("worker").unlink(missing_ok=True)
+
+    shutdown = stop
+
+
+app.steps["consumer"].add(WorkerHeartbeat)
+
+# Set by the scheduler's first tick (apps.core.beat); until then a standby thread
+# keeps the heartbeat fresh.
+beat_ticked = threading.Event()
+
+
+@signals.beat_init.connect
+def _beat_standby_heartbeat(**kwargs: Any) -> None:
+    """Keep a waiting (standby) beat healthy until it holds the lock and ticks.
+
+    Connected before RedBeat's own beat_init handler, which blocks until this beat
+    holds the lock; a second beat waits there instead of scheduling twice.
+    """
+
+    def beat_until_first_tick() -> None:
+        while not beat_ticked.wait(5.0):
+            heartbeat_touch("beat")
+
+    heartbeat_touch("beat")
+    threading.Thread(target=beat_until_first_tick, daemon=True).start()

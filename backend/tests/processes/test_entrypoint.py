@@ -1,0 +1,148 @@
+"""scripts/entrypoint.sh, run for real against PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from tests.conftest import ENTRYPOINT, free_port
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+PRINT_STARTED = ["python", "-c", "print('role process started')"]
+
+
+def test_unknown_role_exits_2(start_entrypoint) -> None:
+    process = start_entrypoint(APP_ROLE="scheduler")
+    assert process.process.wait(timeout=30) == 2
+    assert any(
+        "unknown role 'scheduler'; valid roles: web, worker, beat, migrate" in line
+        for line in process.lines
+    ), process.lines
+
+
+def test_bad_configuration_exits_1_before_waiting(start_entrypoint) -> None:
+    process = start_entrypoint(
+        "web", *PRINT_STARTED, DJANGO_SECRET_KEY="change-me", ALLOWED_HOSTS="*"
+    )
+    assert process.process.wait(timeout=30) == 1
+    output = "\n".join(process.lines)
+    assert "Invalid configuration: 2 problems" in output
+    assert "  - DJANGO_SECRET_KEY is a known placeholder" in output
+    assert "  - ALLOWED_HOSTS contains '*'" in output
+    assert "waiting for dependencies" not in output
+    assert "Traceback" not in output
+
+
+def test_waits_for_a_database_that_appears_late(
+    start_entrypoint, production_env
+) -> None:
+    port = free_port()
+    database_url = production_env["DATABASE_URL"].replace(":5432/", f":{port}/")
+    process = start_entrypoint("web", *PRINT_STARTED, DATABASE_URL=database_url)
+    process.wait_for_line(lambda line: "attempt 1: PostgreSQL unreachable" in line, 20)
+    proxy = TcpProxy(target_port=5432, listen_port=port).start()
+    try:
+        assert process.process.wait(timeout=30) == 0, process.lines
+    finally:
+        proxy.stop()
+    output = "\n".join(process.lines)
+    assert "dependencies ready: PostgreSQL, Redis" in output
+    assert "role process started" in output
+    assert "retrying in 1s" in output
+
+
+def test_gives_up_after_the_timeout_with_the_reason(start_entrypoint) -> None:
+    port = free_port()
+    started = time.monotonic()
+    process = start_entrypoint(
+        "web",
+        *PRINT_STARTED,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/app",
+        DEPENDENCY_WAIT_TIMEOUT="4",
+    )
+    assert process.process.wait(timeout=30) == 1
+    elapsed = time.monotonic() - started
+    output = "\n".join(process.lines)
+    assert "dependency wait timed out after 4s (DEPENDENCY_WAIT_TIMEOUT)" in output
+    assert "PostgreSQL unreachable (OperationalError" in output
+    assert "Connection refused" in output
+    # Backoff 1, 2, then 1 s (what is left of the 4 s), then the fourth attempt fails.
+    retries = [
+        line.rsplit("retrying in ", 1)[1]
+        for line in process.lines
+        if line.startswith("attempt ")
+    ]
+    assert retries == ["1s", "2s", "1s"]
+    assert "role process started" not in output
+    assert elapsed < 15
+
+
+def test_arguments_after_the_role_run_instead(start_entrypoint) -> None:
+    process = start_entrypoint(
+        "migrate", "python", "manage.py", "showmigrations", "core"
+    )
+    assert process.process.wait(timeout=60) == 0, process.lines
+    assert " [X] 0001_failed_task" in process.lines
+
+
+@pytest.fixture
+def empty_database(production_env):
+    name = f"migtest_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    url = production_env["DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    yield name, url
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def test_three_concurrent_migrate_roles_apply_each_migration_once(
+    start_entrypoint, empty_database
+) -> None:
+    name, url = empty_database
+    processes = [start_entrypoint("migrate", DATABASE_URL=url) for _ in range(3)]
+    codes = [p.process.wait(timeout=180) for p in processes]
+    assert codes == [0, 0, 0], [p.lines for p in processes]
+    applying = [
+        line
+        for p in processes
+        for line in p.lines
+        if line.strip().startswith("Applying ")
+    ]
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=name)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT app, name, count(*) FROM django_migrations GROUP BY app, name"
+            )
+            rows = cursor.fetchall()
+    finally:
+        conn.close()
+    assert rows, "no migration recorded"
+    assert all(count == 1 for _, _, count in rows)
+    # Each migration was applied by exactly one of the three processes.
+    assert len(applying) == len(rows)
+    assert (
+        sum(
+            any("No migrations to apply" in line for line in p.lines) for p in processes
+        )
+        == 2
+    )
+
+
+def test_entrypoint_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is not installed (.ci/run installs it)"
+    result = subprocess.run(
+        [shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout

@@ -1,0 +1,214 @@
+"""The worker role: stopping without losing work, failures recorded, request ids."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def queue() -> str:
+    # A queue per test: leftovers of other runs never reach this test's worker.
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def start_worker(start_entrypoint, queue: str):
+    def start(**overrides: str) -> ServerProcess:
+        env = {
+            "CELERY_WORKER_QUEUES": queue,
+            "CELERY_WORKER_CONCURRENCY": "1",
+            **overrides,
+        }
+        worker = start_entrypoint(
+            "worker",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--include",
+            "tests.worker_tasks",
+            "--without-gossip",
+            "--without-mingle",
+            **env,
+        )
+        worker.wait_for_line(lambda line: "ready." in line, timeout=60)
+        return worker
+
+    return start
+
+
+@pytest.fixture
+def send(queue: str):
+    from config.celery import app
+
+    def send(name: str, **kwargs: object) -> str:
+        return app.send_task(name, kwargs=kwargs, queue=queue).id
+
+    return send
+
+
+def test_sigterm_lets_the_running_task_finish(start_worker, send, redis_client) -> None:
+    marker = uuid.uuid4().hex
+    worker = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="6")
+    send("tests.sleep_then_record", marker=marker, seconds=3)
+    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=30) == 0, worker.lines
+    stopped_after = time.monotonic() - signalled
+    assert redis_client.llen(f"test:{marker}:finished") == 1
+    assert redis_client.get(f"test:{marker}:effects") == "1"
+    # Celery waits out the soft-shutdown timeout whenever a task was running.
+    assert 6 <= stopped_after < 12
+
+
+def test_idle_worker_stops_at_once(start_worker) -> None:
+    worker = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="20")
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=30) == 0
+    assert time.monotonic() - signalled < 5
+
+
+def test_task_longer_than_soft_shutdown_is_requeued_and_completed(
+    start_worker, send, redis_client
+) -> None:
+    marker = uuid.uuid4().hex
+    first = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="2")
+    send("tests.sleep_then_record", marker=marker, seconds=8)
+    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+    signalled = time.monotonic()
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=30)
+    assert time.monotonic() - signalled < 10
+    assert redis_client.llen(f"test:{marker}:finished") == 0
+    # The next worker gets it at once, not after the visibility timeout (2 h).
+    start_worker()
+    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 40, "rerun")
+    assert redis_client.llen(f"test:{marker}:starts") == 2
+    assert redis_client.get(f"test:{marker}:effects") == "1"
+
+
+def test_sigkill_of_the_pool_child_requeues_at_once(
+    start_worker, send, redis_client
+) -> None:
+    marker = uuid.uuid4().hex
+    start_worker()
+    send("tests.sleep_then_record", marker=marker, seconds=3)
+    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+    child_pid = int(redis_client.lindex(f"test:{marker}:starts", 0))
+    os.kill(child_pid, signal.SIGKILL)
+    # task_reject_on_worker_lost: the same worker's new child runs it again now.
+    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 30, "rerun")
+    assert redis_client.llen(f"test:{marker}:starts") == 2
+    assert redis_client.get(f"test:{marker}:effects") == "1"
+
+
+def test_sigkill_of_the_whole_worker_redelivers_after_visibility_timeout(
+    start_worker, send, redis_client
+) -> None:
+    marker = uuid.uuid4().hex
+    short = {
+        "CELERY_TASK_TIME_LIMIT": "5",
+        "CELERY_TASK_SOFT_TIME_LIMIT": "4",
+        "CELERY_VISIBILITY_TIMEOUT": "6",
+    }
+    first = start_worker(**short)
+    send("tests.sleep_then_record", marker=marker, seconds=3)
+    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+    killed_at = time.monotonic()
+    start_worker(**short)
+    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 60, "redelivery")
+    assert time.monotonic() - killed_at >= 5  # not before the visibility timeout
+    assert redis_client.llen(f"test:{marker}:starts") == 2
+    assert redis_client.get(f"test:{marker}:effects") == "1"
+
+
+def test_request_id_reaches_the_task_log_lines(
+    start_worker, send, redis_client
+) -> None:
+    from apps.core.context import request_id_var
+
+    marker = uuid.uuid4().hex
+    worker = start_worker()
+    token = request_id_var.set("req-from-http-0042")
+    try:
+        task_id = send("tests.log_line", marker=marker)
+    finally:
+        request_id_var.reset(token)
+    wait_until(lambda: redis_client.get(f"test:{marker}:done"), 30, "task run")
+    line = worker.wait_for_line(lambda text: f"task log line {marker}" in text)
+    record = json.loads(line)
+    assert record["request_id"] == "req-from-http-0042"
+    assert record["task_id"] == task_id
+
+
+@pytest.fixture
+def admin_client(transactional_db):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_failed_task_is_recorded_logged_and_requeued_from_admin(
+    start_worker, send, redis_client, admin_client, queue
+) -> None:
+    from django.conf import settings
+
+    from apps.core.models import FailedTask
+
+    marker = uuid.uuid4().hex
+    worker = start_worker()
+    task_id = send("tests.always_fails", marker=marker)
+    wait_until(lambda: FailedTask.objects.filter(task_id=task_id).exists(), 30, "row")
+    failed = FailedTask.objects.get(task_id=task_id)
+    assert failed.task_name == "tests.always_fails"
+    assert failed.args == []
+    assert failed.kwargs == {"marker": marker}
+    assert failed.exception == f"ValueError('planned failure {marker}')"
+    assert "planned failure" in failed.traceback
+    line = worker.wait_for_line(lambda text: '"CRITICAL"' in text and task_id in text)
+    record = json.loads(line)
+    assert record["task_id"] == task_id
+    assert record["task_name"] == "tests.always_fails"
+
+    assert failed.queue == queue  # re-enqueued where it came from
+    response = admin_client.post(
+        f"/{settings.ADMIN_URL}core/failedtask/",
+        {"action": "requeue", "_selected_action": [failed.pk]},
+    )
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert failed.requeued_at is not None
+    wait_until(
+        lambda: FailedTask.objects.filter(task_id=failed.requeued_task_id).exists(),
+        30,
+        "second failure of the re-enqueued task",
+    )
+    assert redis_client.get(f"test:{marker}:attempts") == "2"

@@ -1,0 +1,49 @@
+"""Tasks only the process tests load (`celery worker --include tests.worker_tasks`).
+
+Effects are recorded in Redis so the test process can see them; each effect is
+idempotent (SET NX), and every start is counted, so a test can tell "ran twice"
+from "took effect twice".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import redis
+from celery import shared_task
+from django.conf import settings
+
+logger = logging.getLogger("tests.worker_tasks")
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@shared_task(name="tests.sleep_then_record")
+def sleep_then_record(*, marker: str, seconds: float) -> None:
+    client = _redis()
+    client.rpush(f"test:{marker}:starts", os.getpid())
+    time.sleep(seconds)
+    if client.set(f"test:{marker}:effect", "1", nx=True):
+        client.incr(f"test:{marker}:effects")
+    client.rpush(f"test:{marker}:finished", os.getpid())
+
+
+@shared_task(name="tests.always_fails")
+def always_fails(*, marker: str) -> None:
+    _redis().incr(f"test:{marker}:attempts")
+    raise ValueError(f"planned failure {marker}")
+
+
+@shared_task(name="tests.log_line")
+def log_line(*, marker: str) -> None:
+    logger.info("task log line %s", marker)
+    _redis().set(f"test:{marker}:done", "1")
+
+
+@shared_task(name="tests.record_beat")
+def record_beat(*, marker: str) -> None:
+    _redis().rpush(f"test:{marker}:beats", time.time())
