@@ -30,7 +30,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "corsheaders",
     "django_prometheus",
+    "drf_spectacular",
     "apps.core",
+    "apps.inventory",
 ]
 
 MIDDLEWARE = [
@@ -292,7 +294,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Inventory API",
+    "DESCRIPTION": "Products, stock and short-lived reservations that never oversell.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Observability ----------------------------------------------------------------

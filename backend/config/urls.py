@@ -2,7 +2,9 @@
 
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.permissions import AllowAny
 
 from apps.core import health
 from apps.core.views import metrics
@@ -12,6 +14,13 @@ urlpatterns = [
     path("health/", health.liveness, name="health"),
     path("health/ready/", health.readiness, name="health-ready"),
     path("metrics", metrics, name="metrics"),
+    path("api/v1/", include("apps.inventory.urls")),
+    # The schema is public: it documents the API, it grants nothing.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(permission_classes=[AllowAny]),
+        name="api-schema",
+    ),
     path(settings.ADMIN_URL, admin.site.urls),
 ]
 

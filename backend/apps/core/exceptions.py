@@ -115,3 +115,48 @@ def handler404(
 
 def handler500(request: HttpRequest) -> JsonResponse:
     return _json_error(500, "server_error", "Internal server error.")
+
+
+# --- Inventory domain errors -------------------------------------------------------
+
+
+class NotFoundError(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "not_found"
+    default_detail = "Not found."
+
+
+class ProductNotFound(NotFoundError):
+    default_code = "product_not_found"
+    default_detail = "No active product has this SKU."
+
+
+class ReservationNotFound(NotFoundError):
+    default_code = "reservation_not_found"
+    default_detail = "No such reservation."
+
+
+class InsufficientStock(DomainError):
+    default_code = "insufficient_stock"
+    default_detail = "Not enough stock available."
+
+
+class ReservationExpired(DomainError):
+    default_code = "reservation_expired"
+    default_detail = "The reservation has expired."
+
+
+class ReservationNotActive(DomainError):
+    default_code = "reservation_not_active"
+    default_detail = "The reservation is no longer active."
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was used with a different request."
+
+
+class ProductExists(DomainError):
+    default_code = "product_exists"
+    default_detail = "A product with this SKU exists."

@@ -1,0 +1,152 @@
+"""Inventory HTTP API: thin views over services and selectors."""
+
+from __future__ import annotations
+
+import re
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.exceptions import DomainError
+from apps.inventory import selectors, services
+from apps.inventory.serializers import (
+    ErrorOutput,
+    ProductCreateInput,
+    ProductOutput,
+    ReservationCreateInput,
+    ReservationOutput,
+    RestockInput,
+)
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+
+
+class InvalidIdempotencyKey(DomainError):
+    status_code = 400
+    default_code = "invalid"
+    default_detail = "Idempotency-Key must be 1-255 characters of A-Z a-z 0-9 . _ : -"
+
+
+def errors(*codes: int) -> dict[int, type]:
+    return {code: ErrorOutput for code in (400, 401, 403, 429, *codes)}
+
+
+class ProductListCreate(GenericAPIView):
+    serializer_class = ProductOutput
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsAdminUser()]
+        return [IsAuthenticated()]
+
+    def get_queryset(self):
+        return selectors.product_list(include_inactive=self.request.user.is_staff)
+
+    @extend_schema(responses={200: ProductOutput(many=True), **errors()})
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ProductOutput(page, many=True).data)
+
+    @extend_schema(
+        request=ProductCreateInput, responses={201: ProductOutput, **errors(409)}
+    )
+    def post(self, request: Request) -> Response:
+        data = ProductCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = services.product_create(**data.validated_data, actor=request.user)
+        return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetail(GenericAPIView):
+    serializer_class = ProductOutput
+
+    @extend_schema(responses={200: ProductOutput, **errors(404)})
+    def get(self, request: Request, sku: str) -> Response:
+        product = selectors.product_get(sku=sku, include_inactive=request.user.is_staff)
+        return Response(ProductOutput(product).data)
+
+
+class ProductRestock(GenericAPIView):
+    serializer_class = ProductOutput
+    permission_classes = [IsAuthenticated, IsAdminUser]
+
+    @extend_schema(request=RestockInput, responses={200: ProductOutput, **errors(404)})
+    def post(self, request: Request, sku: str) -> Response:
+        data = RestockInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        product = services.stock_restock(
+            sku=sku, quantity=data.validated_data["quantity"], actor=request.user
+        )
+        return Response(ProductOutput(product).data)
+
+
+class ReservationCreate(GenericAPIView):
+    serializer_class = ReservationOutput
+
+    @extend_schema(
+        request=ReservationCreateInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description="Replays return the original reservation; reuse with a "
+                "different body is 422.",
+            )
+        ],
+        responses={
+            200: ReservationOutput,
+            201: ReservationOutput,
+            **errors(404, 409, 422),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidIdempotencyKey()
+        data = ReservationCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.reservation_create(
+            owner=request.user, idempotency_key=key, **data.validated_data
+        )
+        return Response(
+            ReservationOutput(result.reservation).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+
+class ReservationDetail(GenericAPIView):
+    serializer_class = ReservationOutput
+
+    @extend_schema(responses={200: ReservationOutput, **errors(404)})
+    def get(self, request: Request, reservation_id: str) -> Response:
+        reservation = selectors.reservation_get(
+            reservation_id=reservation_id, viewer=request.user
+        )
+        return Response(ReservationOutput(reservation).data)
+
+
+class ReservationConfirm(GenericAPIView):
+    serializer_class = ReservationOutput
+
+    @extend_schema(request=None, responses={200: ReservationOutput, **errors(404, 409)})
+    def post(self, request: Request, reservation_id: str) -> Response:
+        reservation = services.reservation_confirm(
+            reservation_id=reservation_id, actor=request.user
+        )
+        return Response(ReservationOutput(reservation).data)
+
+
+class ReservationCancel(GenericAPIView):
+    serializer_class = ReservationOutput
+
+    @extend_schema(request=None, responses={200: ReservationOutput, **errors(404, 409)})
+    def post(self, request: Request, reservation_id: str) -> Response:
+        reservation = services.reservation_cancel(
+            reservation_id=reservation_id, actor=request.user
+        )
+        return Response(ReservationOutput(reservation).data)

@@ -1,0 +1,153 @@
+"""The Redis admission gate: an `available` counter per SKU, taken atomically in Lua.
+
+Redis only admits; PostgreSQL decides. A counter that is too high lets the database
+refuse (and the units are given back); too low rejects early until the next
+reconciliation. When Redis fails, callers go to the database alone: `GateUnavailable`.
+A short circuit breaker keeps every request from paying a Redis timeout during an
+outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from apps.inventory import metrics
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "inventory:available:"
+# After a Redis failure, skip the gate for this long (per process).
+BREAKER_SECONDS = 5.0
+
+# Returns {1, remaining} when taken, {0, current} when too few, {-1, 0} when missing.
+_TAKE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {-1, 0} end
+current = tonumber(current)
+local wanted = tonumber(ARGV[1])
+if current < wanted then return {0, current} end
+return {1, redis.call('DECRBY', KEYS[1], wanted)}
+"""
+# Give units back only to a counter that exists: a missing one is warmed from the
+# database, which already includes them.
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+return nil
+"""
+# Set the counter only if it still holds what the reconciler read (no lost updates).
+_COMPARE_AND_SET = """
+local current = redis.call('GET', KEYS[1])
+if (current or '') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class GateUnavailable(Exception):
+    """Redis could not be asked; use the database path."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    admitted: bool
+    missing: bool
+    counter: int
+
+
+class _Breaker:
+    def __init__(self) -> None:
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def trip(self) -> None:
+        with self._lock:
+            self._open_until = time.monotonic() + BREAKER_SECONDS
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open_until = 0.0
+
+
+breaker = _Breaker()
+
+
+def gate_key(sku: str) -> str:
+    return f"{KEY_PREFIX}{sku}"
+
+
+def _client():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def gate_enabled() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+def _call(script: str, keys: list[str], args: list[object]):
+    if not gate_enabled():
+        raise GateUnavailable("no REDIS_URL configured")
+    if breaker.is_open():
+        raise GateUnavailable("circuit open after a recent Redis failure")
+    try:
+        return _client().eval(script, len(keys), *keys, *args)
+    except RedisError as exc:
+        breaker.trip()
+        logger.warning("inventory gate unavailable: %s", exc)
+        raise GateUnavailable(str(exc)) from exc
+
+
+def gate_take(*, sku: str, quantity: int) -> GateDecision:
+    """Try to take `quantity` units from the SKU's counter."""
+    status, value = _call(_TAKE, [gate_key(sku)], [quantity])
+    return GateDecision(admitted=status == 1, missing=status == -1, counter=int(value))
+
+
+def gate_give_back(*, sku: str, quantity: int) -> None:
+    """Return units to the counter (a failed reservation, a cancel, an expiry)."""
+    try:
+        _call(_GIVE_BACK, [gate_key(sku)], [quantity])
+    except GateUnavailable:
+        # The reconciliation restores the counter from the database.
+        logger.info("gate give-back skipped for %s (Redis unavailable)", sku)
+
+
+def gate_warm(*, sku: str, available: int) -> None:
+    """Create a missing counter from the database's figure (never overwrite one)."""
+    if not gate_enabled() or breaker.is_open():
+        return
+    try:
+        _client().set(gate_key(sku), available, nx=True)
+    except RedisError as exc:
+        breaker.trip()
+        logger.warning("inventory gate warm failed: %s", exc)
+
+
+def gate_read(*, sku: str) -> int | None:
+    """Return the counter, or None when it is missing."""
+    value = _client().get(gate_key(sku))
+    return None if value is None else int(value)
+
+
+def gate_compare_and_set(*, sku: str, expected: int | None, value: int) -> bool:
+    """Set the counter to `value` if it still holds `expected` (None: missing)."""
+    raw = "" if expected is None else str(expected)
+    return bool(_client().eval(_COMPARE_AND_SET, 1, gate_key(sku), raw, value))
+
+
+def gate_record_fallback() -> None:
+    metrics.gate_fallbacks.inc()
