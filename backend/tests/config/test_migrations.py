@@ -7,6 +7,8 @@ from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
 
 def test_no_missing_migrations() -> None:
     env = clean_environ(**PRODUCTION_ENV, DATABASE_URL="postgres://a:b@db.invalid/app")
-    result = run_python(["manage.py", "makemigrations", "--check", "--dry-run"], env=env)
+    result = run_python(
+        ["manage.py", "makemigrations", "--check", "--dry-run"], env=env
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "No changes detected"
