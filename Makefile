@@ -11,8 +11,11 @@ BACKEND := backend
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backend
 REDIS_URL ?= redis://127.0.0.1:6379/9
 PYTEST_ARGS ?=
+IMAGE ?= inventory-backend:test
+# buildah without a daemon or registry (see ../shared/DESIGN.md).
+BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock
+.PHONY: help venv run test lint format lock image image-test
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -20,6 +23,8 @@ help:
 	@echo "make lint   - ruff check + ruff format --check"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make lock   - recompile the hashed requirement locks from the .in files"
+	@echo "make image  - build the image from the Dockerfile with buildah (tag $(IMAGE))"
+	@echo "make image-test - build, then run the image tests (roles inside the image)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +45,17 @@ run: venv
 
 test: venv
 	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest --ignore=tests/image $(PYTEST_ARGS)
+
+# --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
+image:
+	$(BUILDAH) bud --format docker --network host --layers \
+		--build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+		-t $(IMAGE) -f Dockerfile .
+
+image-test: venv image
+	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \
+		$(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
 
 lint: venv
 	cd $(BACKEND) && $(BIN)/ruff check . && $(BIN)/ruff format --check .
