@@ -9,15 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.conftest import PRODUCTION_ENV, ServerProcess, free_port, start_process
+from tests.conftest import PRODUCTION_ENV, ServerProcess, start_process
 
 IMAGE = os.environ.get("IMAGE", "inventory-backend:test")
 BASE_IMAGE = "docker.io/library/python:3.12-slim"
@@ -39,7 +37,9 @@ def buildah(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def image_config() -> dict:
     result = buildah("inspect", "--type", "image", IMAGE)
-    assert result.returncode == 0, f"build the image first (make image): {result.stderr}"
+    assert result.returncode == 0, (
+        f"build the image first (make image): {result.stderr}"
+    )
     return json.loads(result.stdout)
 
 
@@ -68,8 +68,7 @@ def kill_marked(marker: str) -> None:
 @pytest.fixture
 def app_env(production_env) -> dict[str, str]:
     keep = {
-        k: production_env[k]
-        for k in ("DATABASE_URL", "REDIS_URL", *PRODUCTION_ENV)
+        k: production_env[k] for k in ("DATABASE_URL", "REDIS_URL", *PRODUCTION_ENV)
     }
     return {**keep, "TINI_SUBREAPER": "1"}
 
@@ -85,8 +84,19 @@ def run_in(container: str, app_env: dict[str, str]):
         flags = []
         for key, value in {**app_env, **env, "RUN_MARKER": marker}.items():
             flags += ["--env", f"{key}={value}"]
-        argv = ["buildah", "run", "--network", "host", *flags, container, "--",
-                "tini", "--", "/app/scripts/entrypoint.sh", *args]
+        argv = [
+            "buildah",
+            "run",
+            "--network",
+            "host",
+            *flags,
+            container,
+            "--",
+            "tini",
+            "--",
+            "/app/scripts/entrypoint.sh",
+            *args,
+        ]
         port = env.get("PORT", "")
         return start_process(argv, env=BUILDAH_ENV, base_url=f"http://127.0.0.1:{port}")
 
@@ -107,13 +117,18 @@ def test_image_user_and_contents(image_config: dict, container: str) -> None:
     assert config["User"] == "1000:0"
     assert config["Entrypoint"] == ["tini", "--", "/app/scripts/entrypoint.sh"]
     assert config["Healthcheck"]["Test"] == [
-        "CMD", "python", "-m", "apps.core.healthcheck"
+        "CMD",
+        "python",
+        "-m",
+        "apps.core.healthcheck",
     ]
     assert config["StopSignal"] == "SIGTERM"
     assert "5000/tcp" in config["ExposedPorts"]
     assert exec_in(container, "id", "-u").stdout.strip() == "1000"
     probe = exec_in(
-        container, "sh", "-c",
+        container,
+        "sh",
+        "-c",
         "for tool in gcc cc g++ make curl wget git; do command -v $tool; done; "
         "ls /app/tests /app/.env /app/.git 2>/dev/null; true",
     )
@@ -132,7 +147,9 @@ def test_image_size_over_base(image_config: dict) -> None:
             sizes[name] = entry["size"]
     image_size = next(v for k, v in sizes.items() if k.endswith(IMAGE))
     base_size = sizes[BASE_IMAGE]
-    print(f"\nimage {IMAGE}: {image_size / 1e6:.1f} MB, base {base_size / 1e6:.1f} MB, "
-          f"over base {(image_size - base_size) / 1e6:.1f} MB")
+    print(
+        f"\nimage {IMAGE}: {image_size / 1e6:.1f} MB, base {base_size / 1e6:.1f} MB, "
+        f"over base {(image_size - base_size) / 1e6:.1f} MB"
+    )
     # A figure for the notes, not a limit: the image only adds to its base.
     assert image_size > base_size
