@@ -38,8 +38,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*
 
-# uid 1000 in group 0: an arbitrary uid (OpenShift) also runs in group 0.
-RUN useradd --uid 1000 --gid 0 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
+# uid/gid 1000. The code is world-readable and the only writable path is /tmp, so an
+# arbitrary uid in group 0 (OpenShift) runs it as well.
+RUN groupadd --gid 1000 app \
+    && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp \
+       --shell /usr/sbin/nologin app
 
 COPY backend/requirements/base.txt /tmp/requirements.txt
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
@@ -56,7 +59,7 @@ COPY --chown=0:0 backend/ /app/
 RUN DEBUG=true python manage.py collectstatic --no-input -v0 \
     && rm -f /app/db.sqlite3
 
-USER 1000:0
+USER 1000:1000
 EXPOSE 5000
 # gunicorn drains on SIGTERM; the entrypoint maps SIGTERM to Celery's soft shutdown.
 STOPSIGNAL SIGTERM

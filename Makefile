@@ -48,10 +48,13 @@ test: venv
 		$(BIN)/python -m pytest --ignore=tests/image $(PYTEST_ARGS)
 
 # --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
+# --layers=false: buildah 1.28 cannot bind-mount a stage taken from its layer cache
+# (RUN --mount=type=bind,from=wheels), so every build runs both stages.
 image:
-	$(BUILDAH) bud --format docker --network host --layers \
+	$(BUILDAH) bud --format docker --network host --layers=false \
 		--build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 		-t $(IMAGE) -f Dockerfile .
+	-$(BUILDAH) rmi --prune >/dev/null 2>&1
 
 image-test: venv image
 	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \

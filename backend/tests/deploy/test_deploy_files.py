@@ -50,7 +50,7 @@ def test_dockerfile_essentials() -> None:
         "FROM ${PYTHON_IMAGE} AS wheels",
         "--require-hashes",
         "--no-index --find-links=/wheels",
-        "USER 1000:0",
+        "USER 1000:1000",
         "EXPOSE 5000",
         "STOPSIGNAL SIGTERM",
         'CMD ["python", "-m", "apps.core.healthcheck"]',
@@ -134,7 +134,7 @@ def test_ecs_task_definition_is_a_valid_register_request(role: str) -> None:
     secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
     assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"} <= set(secrets)
     assert all(ref.startswith("arn:aws:") for ref in secrets.values())
-    assert container["user"] == "1000:0"
+    assert container["user"] == "1000:1000"
     assert container["readonlyRootFilesystem"] is True
     assert container["mountPoints"] == [
         {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}

@@ -9,13 +9,15 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.conftest import PRODUCTION_ENV, ServerProcess, start_process
+from tests.conftest import PRODUCTION_ENV, ServerProcess, free_port, start_process
 
 IMAGE = os.environ.get("IMAGE", "inventory-backend:test")
 BASE_IMAGE = "docker.io/library/python:3.12-slim"
@@ -43,8 +45,10 @@ def image_config() -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def container() -> Iterator[str]:
+    # One working container for the module: with the vfs driver every `buildah from`
+    # copies the whole root filesystem.
     result = buildah("from", "--pull-never", IMAGE)
     assert result.returncode == 0, result.stderr
     name = result.stdout.strip().splitlines()[-1]
@@ -114,7 +118,7 @@ def exec_in(container: str, *command: str, **env: str) -> subprocess.CompletedPr
 
 def test_image_user_and_contents(image_config: dict, container: str) -> None:
     config = image_config["Docker"]["config"]
-    assert config["User"] == "1000:0"
+    assert config["User"] == "1000:1000"
     assert config["Entrypoint"] == ["tini", "--", "/app/scripts/entrypoint.sh"]
     assert config["Healthcheck"]["Test"] == [
         "CMD",
@@ -139,17 +143,123 @@ def test_image_user_and_contents(image_config: dict, container: str) -> None:
     assert exec_in(container, "touch", "/app/x").returncode != 0
 
 
+UNITS = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def _bytes(size: str) -> float:
+    number, unit = size.split()
+    return float(number) * UNITS[unit]
+
+
 def test_image_size_over_base(image_config: dict) -> None:
-    images = buildah("images", "--json").stdout
     sizes = {}
-    for entry in json.loads(images):
+    for entry in json.loads(buildah("images", "--json").stdout):
         for name in entry.get("names") or []:
-            sizes[name] = entry["size"]
+            sizes[name] = _bytes(entry["size"])
     image_size = next(v for k, v in sizes.items() if k.endswith(IMAGE))
     base_size = sizes[BASE_IMAGE]
     print(
-        f"\nimage {IMAGE}: {image_size / 1e6:.1f} MB, base {base_size / 1e6:.1f} MB, "
-        f"over base {(image_size - base_size) / 1e6:.1f} MB"
+        f"\nimage {IMAGE}: {image_size / 1e6:.0f} MB, base {base_size / 1e6:.0f} MB, "
+        f"over base {(image_size - base_size) / 1e6:.0f} MB"
     )
     # A figure for the notes, not a limit: the image only adds to its base.
     assert image_size > base_size
+
+
+def test_missing_secret_key_exits_1_with_the_registry_message(run_in) -> None:
+    process = run_in("web", DJANGO_SECRET_KEY="", PORT=str(free_port()))
+    assert process.process.wait(timeout=120) == 1
+    output = "\n".join(process.lines)
+    assert "Invalid configuration: 1 problem with environment variables:" in output
+    assert "  - DJANGO_SECRET_KEY is missing" in output
+    assert "Traceback" not in output
+
+
+def test_migrate_role_exits_0(run_in) -> None:
+    process = run_in("migrate")
+    assert process.process.wait(timeout=180) == 0, process.lines
+    assert any("migrations applied; exiting" in line for line in process.lines)
+
+
+def test_web_role_serves_probes_and_static_files(run_in, container: str) -> None:
+    port = free_port()
+    process = run_in("web", PORT=str(port), GUNICORN_WORKERS="2")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            live = requests.get(f"http://127.0.0.1:{port}/health/", timeout=2)
+            break
+        except requests.RequestException:
+            assert process.process.poll() is None, process.lines
+            time.sleep(0.5)
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
+    ready = requests.get(f"http://127.0.0.1:{port}/health/ready/", timeout=5)
+    assert (ready.status_code, ready.json()["status"]) == (200, "ok"), ready.text
+
+    manifest = exec_in(
+        container,
+        "python",
+        "-c",
+        "import json; print(json.load(open('/app/staticfiles/staticfiles.json'))"
+        "['paths']['admin/css/base.css'])",
+    ).stdout.strip()
+    assert manifest.startswith("admin/css/base.")
+    assert manifest != "admin/css/base.css"
+    static = requests.get(
+        f"http://127.0.0.1:{port}/static/{manifest}",
+        headers={
+            "Accept-Encoding": "gzip",
+            "X-Forwarded-Proto": "https",
+            "Host": "localhost",
+        },
+        timeout=5,
+    )
+    assert static.status_code == 200
+    assert static.headers["Content-Encoding"] == "gzip"
+    assert "max-age=315360000" in static.headers["Cache-Control"]
+    assert "immutable" in static.headers["Cache-Control"]
+
+    health = exec_in(
+        container,
+        "python",
+        "-m",
+        "apps.core.healthcheck",
+        APP_ROLE="web",
+        PORT=str(port),
+    )
+    assert health.returncode == 0, health.stdout
+    assert health.stdout.startswith("healthy (web)")
+
+
+def test_worker_role_runs_a_task_enqueued_from_the_host(run_in, container) -> None:
+    from config.celery import app
+
+    queue = f"image-{uuid.uuid4().hex[:8]}"
+    worker = run_in("worker", CELERY_WORKER_QUEUES=queue)
+    worker.wait_for_line(lambda line: "ready." in line, timeout=120)
+    task_id = app.send_task("inventory.expire_reservations", queue=queue).id
+    worker.wait_for_line(
+        lambda line: task_id in line and "succeeded" in line, timeout=60
+    )
+    health = exec_in(
+        container, "python", "-m", "apps.core.healthcheck", APP_ROLE="worker"
+    )
+    assert health.returncode == 0, health.stdout
+    assert health.stdout.startswith("healthy (worker): heartbeat /tmp/celery-worker")
+
+
+def test_beat_role_ticks(run_in, container) -> None:
+    beat = run_in("beat")
+    beat.wait_for_line(
+        lambda line: "beat: Starting" in line or "Scheduler" in line, 120
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = exec_in(
+            container, "python", "-m", "apps.core.healthcheck", APP_ROLE="beat"
+        )
+        if health.returncode == 0:
+            break
+        time.sleep(1)
+    assert health.returncode == 0, health.stdout + "\n".join(beat.lines)
+    assert health.stdout.startswith("healthy (beat): heartbeat /tmp/celery-beat")
