@@ -15,13 +15,14 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test
+.PHONY: help venv run test lint format lock image image-test docs
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
 	@echo "make test   - run the whole test suite (real PostgreSQL and Redis)"
 	@echo "make lint   - ruff check + ruff format --check"
 	@echo "make format - apply ruff's formatting and safe fixes"
+	@echo "make docs   - regenerate ENVIRONMENT_VARIABLES.md and .env.example"
 	@echo "make lock   - recompile the hashed requirement locks from the .in files"
 	@echo "make image  - build the image from the Dockerfile with buildah (tag $(IMAGE))"
 	@echo "make image-test - build, then run the image tests (roles inside the image)"
@@ -59,6 +60,9 @@ image:
 image-test: venv image
 	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \
 		$(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
+
+docs: venv
+	cd $(BACKEND) && $(BIN)/python -m config.docs
 
 lint: venv
 	cd $(BACKEND) && $(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -70,6 +70,7 @@ def _attach_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> 
 
 
 _task_context_tokens: dict[str, Any] = {}
+_task_started: dict[str, float] = {}
 
 
 @signals.task_prerun.connect
@@ -81,16 +82,57 @@ def _enter_task_context(task_id: str | None = None, task: Any = None, **kwargs: 
         request_id_var.set(request_id),
         task_id_var.set(task_id),
     )
+    _task_started[task_id or ""] = time.monotonic()
 
 
 @signals.task_postrun.connect
-def _leave_task_context(task_id: str | None = None, **kwargs: Any) -> None:
+def _leave_task_context(
+    task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs
+) -> None:
     from apps.core.context import request_id_var, task_id_var
+    from apps.core.metrics import celery_task_duration, celery_tasks
 
+    name = getattr(task, "name", "unknown")
+    started = _task_started.pop(task_id or "", None)
+    if started is not None:
+        celery_task_duration.labels(task=name).observe(time.monotonic() - started)
+    celery_tasks.labels(task=name, outcome=(state or "unknown").lower()).inc()
     tokens = _task_context_tokens.pop(task_id or "", None)
     if tokens:
         request_id_var.reset(tokens[0])
         task_id_var.reset(tokens[1])
+
+
+# --- Worker metrics endpoint ---------------------------------------------------------
+
+
+@signals.worker_init.connect
+def _serve_worker_metrics(**kwargs: Any) -> None:
+    """Serve the pool processes' metrics from the worker's main process."""
+    from django.conf import settings
+
+    port = settings.WORKER_METRICS_PORT
+    if not port or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        # Metrics are not worth refusing work for; say so loudly.
+        logger.error("worker metrics port %s unavailable: %s", port, exc)
+        return
+    logger.info("worker metrics on :%s/metrics", port)
+
+
+@signals.worker_process_shutdown.connect
+def _mark_pool_process_dead(pid: int | None = None, **kwargs: Any) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 # --- Failed tasks: never lost -------------------------------------------------------

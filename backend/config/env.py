@@ -370,6 +370,14 @@ VARIABLES: tuple[Var, ...] = (
         check=_check_throttle_rate,
     ),
     Var(
+        "AUTH_FAILURE_LIMIT",
+        "int",
+        "http",
+        "Failed token authentications allowed per client IP per minute; more get 429.",
+        default=20,
+        minimum=1,
+    ),
+    Var(
         "API_THROTTLE_USER",
         "str",
         "http",
@@ -619,6 +627,23 @@ VARIABLES: tuple[Var, ...] = (
         "secret",
         "observability",
         "Bearer token for /metrics; without it /metrics answers 404.",
+    ),
+    Var(
+        "PROMETHEUS_MULTIPROC_DIR",
+        "str",
+        "observability",
+        "Directory where web and worker processes share metrics; the entrypoint sets "
+        "and empties it (under HEARTBEAT_DIR).",
+    ),
+    Var(
+        "WORKER_METRICS_PORT",
+        "int",
+        "observability",
+        "Port of the worker's own /metrics (Celery task outcomes and durations); 0 "
+        "turns it off.",
+        default=9808,
+        minimum=0,
+        maximum=65535,
     ),
     Var(
         "SENTRY_DSN", "secret", "observability", "Sentry DSN; Sentry is off without it."

@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "apps.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -218,7 +219,7 @@ if ENV["SECURE_PROXY_SSL_HEADER"]:
 SECURE_SSL_REDIRECT: bool = ENV["SECURE_SSL_REDIRECT"]
 # Probes come over plain HTTP from inside the network (SecurityMiddleware's regexes
 # match the path without its leading slash).
-SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^health/ready/$"]
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^health/ready/$", r"^metrics$"]
 SECURE_HSTS_SECONDS: int = ENV["SECURE_HSTS_SECONDS"]
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD: bool = ENV["SECURE_HSTS_PRELOAD"]
@@ -247,6 +248,7 @@ CORS_ALLOW_HEADERS = (
 CORS_EXPOSE_HEADERS = ("x-request-id",)
 
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
+AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 
@@ -273,13 +275,13 @@ REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes unauthenticated calls a 401
     # (with the session class first, DRF answers 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apps.core.api.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.api.SafeJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -309,6 +311,7 @@ SPECTACULAR_SETTINGS = {
 # --- Observability ----------------------------------------------------------------
 
 METRICS_TOKEN: str | None = ENV["METRICS_TOKEN"]
+WORKER_METRICS_PORT: int = ENV["WORKER_METRICS_PORT"]
 PROMETHEUS_EXPORT_MIGRATIONS = False
 
 LOG_FORMAT: str = ENV["LOG_FORMAT"]

@@ -15,7 +15,6 @@ trap 'log "failed at line ${LINENO}: ${BASH_COMMAND}"' ERR
 
 cd "$(dirname "$(readlink -f "$0")")/.."
 export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings}"
-PYTHON="${PYTHON:-python}"
 
 valid_roles="web worker beat migrate"
 role="${APP_ROLE:-web}"
@@ -30,27 +29,27 @@ fi
 export APP_ROLE="${role}"
 
 config_value() {
-  "${PYTHON}" -m config.env --get "$1"
+  python -m config.env --get "$1"
 }
 
 # 1. Validate: loading the settings runs the registry's checks and prints one block
 #    naming every bad variable.
 log "validating configuration"
-if ! "${PYTHON}" -c 'import django; django.setup()'; then
+if ! python -c 'import django; django.setup()'; then
   log "invalid configuration; nothing was started"
   exit 1
 fi
 
 # 2. Wait for PostgreSQL and Redis (backoff 1, 2, 4, 5... s up to DEPENDENCY_WAIT_TIMEOUT).
 log "waiting for dependencies"
-if ! "${PYTHON}" manage.py wait_for_dependencies; then
+if ! python manage.py wait_for_dependencies; then
   exit 1
 fi
 
 # 3. Migrations, under a PostgreSQL advisory lock so concurrent replicas apply them once.
 case "${role}" in
   migrate)
-    "${PYTHON}" manage.py migrate_locked
+    python manage.py migrate_locked
     if [[ $# -eq 0 ]]; then
       log "migrations applied; exiting"
       exit 0
@@ -58,19 +57,26 @@ case "${role}" in
     ;;
   web)
     if [[ "$(config_value RUN_MIGRATIONS)" == "True" ]]; then
-      "${PYTHON}" manage.py migrate_locked
+      python manage.py migrate_locked
     fi
     ;;
   worker | beat)
-    "${PYTHON}" manage.py wait_for_migrations
+    python manage.py wait_for_migrations
     ;;
 esac
+
+# Metrics of all processes of this container are summed from one directory, which
+# prometheus_client reads at import: set it before the role's process starts, and
+# empty it so the files of a previous run are not counted again.
+if [[ "${role}" == "web" || "${role}" == "worker" ]]; then
+  export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(config_value HEARTBEAT_DIR)/prometheus-${role}}"
+  rm -rf "${PROMETHEUS_MULTIPROC_DIR:?}"
+  mkdir -p "${PROMETHEUS_MULTIPROC_DIR}"
+fi
 
 # 4. Exec the role's process: it becomes the direct child of tini and gets SIGTERM.
 case "${role}" in
   web)
-    # prometheus_client reads this at import; gunicorn's on_starting empties it.
-    export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$(config_value HEARTBEAT_DIR)/prometheus}"
     default_command=(gunicorn -c config/gunicorn_conf.py)
     ;;
   worker)

@@ -11,12 +11,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -75,6 +78,8 @@ def production_env(transactional_db: None) -> dict[str, str]:
         **PRODUCTION_ENV,
         DATABASE_URL=database_url,
         REDIS_URL=os.environ["REDIS_URL"],
+        # Tests that want the worker's metrics port pick a free one.
+        WORKER_METRICS_PORT="0",
     )
 
 
@@ -229,3 +234,64 @@ def redis_client():
     client = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
     yield client
     client.close()
+
+
+# --- Inventory fixtures (used by inventory, docs and fault tests) ---
+
+
+@pytest.fixture(autouse=True)
+def _closed_breaker():
+    from apps.inventory import gate
+
+    # A test that cut Redis must not leave the next one on the database path.
+    gate.breaker.reset()
+    yield
+    gate.breaker.reset()
+
+
+@pytest.fixture
+def make_user(django_user_model) -> Callable[..., object]:
+    def make(*, staff: bool = False):
+        name = f"user-{uuid.uuid4().hex[:8]}"
+        return django_user_model.objects.create_user(
+            username=name, password=uuid.uuid4().hex, is_staff=staff
+        )
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user(staff=True)
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def client_for() -> Callable[[object], APIClient]:
+    return token_client
+
+
+@pytest.fixture
+def make_product(staff) -> Callable[..., object]:
+    from apps.inventory import services
+    from apps.inventory.models import Product
+
+    def make(*, on_hand: int = 100, sku: str | None = None) -> Product:
+        sku = sku or f"SKU-{uuid.uuid4().hex[:10]}"
+        services.product_create(sku=sku, name=f"Product {sku}", actor=staff)
+        if on_hand:
+            services.stock_restock(sku=sku, quantity=on_hand, actor=staff)
+        return Product.objects.select_related("stock").get(sku=sku)
+
+    return make

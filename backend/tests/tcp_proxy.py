@@ -59,6 +59,10 @@ class TcpProxy:
 
     def stop(self) -> None:
         if self._server is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone would
+            # leave the socket listening on Linux.
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
             self._server = None
         with self._lock:

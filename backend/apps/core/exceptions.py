@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -71,6 +71,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             code="service_unavailable", message="The database is unavailable; retry."
         )
         return Response(body, status=503, headers={"Retry-After": "5"})
+    if isinstance(exc, RequestDataTooBig):
+        body = error_body(code="request_too_large", message="Request body too large.")
+        return Response(body, status=413)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -121,6 +121,9 @@ def readiness(request: HttpRequest) -> JsonResponse:
         status, http_status = "degraded", 200
     else:
         status, http_status = "ok", 200
+    from apps.core.metrics import readiness_checks
+
+    readiness_checks.labels(status=status).inc()
     if http_status != 200 or status == "degraded":
         failed = {name: r["error"] for name, r in results.items() if not r["ok"]}
         logger.warning("readiness %s", status, extra={"failed_checks": failed})

@@ -13,7 +13,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class HealthCheckMiddleware:
-    """Answer /health/ and /health/ready/ before Host validation and HTTPS redirects.
+    """Answer /health/, /health/ready/ and /metrics before Host validation and HTTPS
+    redirects.
 
     Load balancers (ALB, ECS, Kubernetes) probe with the task's private IP as Host and
     over plain HTTP; widening ALLOWED_HOSTS for them would weaken every other path.
@@ -30,6 +31,12 @@ class HealthCheckMiddleware:
                 return health.liveness(request)
             if request.path == "/health/ready/":
                 return health.readiness(request)
+            if request.path == "/metrics":
+                # Prometheus scrapes each task by its private address over plain
+                # HTTP; the bearer token, not the Host header, guards this path.
+                from apps.core.views import metrics
+
+                return metrics(request)
         return self.get_response(request)
 
 
@@ -50,3 +57,30 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse a declared body above MAX_REQUEST_BODY_BYTES with 413, before reading it.
+
+    Django's own DATA_UPLOAD_MAX_MEMORY_SIZE still guards bodies without a length.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        from django.conf import settings
+
+        from apps.core.exceptions import _json_error
+
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _json_error(400, "bad_request", "Invalid Content-Length.")
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            return _json_error(
+                413,
+                "request_too_large",
+                f"Request body above {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            )
+        return self.get_response(request)

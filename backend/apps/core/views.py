@@ -6,7 +6,7 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from apps.core.exceptions import _json_error
 
@@ -24,4 +24,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return response
     if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
         return _json_error(403, "permission_denied", "Invalid metrics token.")
-    return ExportToDjangoView(request)
+    from apps.core.metrics import metrics_registry
+
+    return HttpResponse(
+        generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST
+    )

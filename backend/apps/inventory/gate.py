@@ -104,7 +104,8 @@ def _call(script: str, keys: list[str], args: list[object]):
     if breaker.is_open():
         raise GateUnavailable("circuit open after a recent Redis failure")
     try:
-        return _client().eval(script, len(keys), *keys, *args)
+        with metrics.gate_seconds.time():
+            return _client().eval(script, len(keys), *keys, *args)
     except RedisError as exc:
         breaker.trip()
         logger.warning("inventory gate unavailable: %s", exc)

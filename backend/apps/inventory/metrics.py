@@ -1,6 +1,6 @@
 """Prometheus metrics of the inventory (summed across gunicorn workers)."""
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 gate_decisions = Counter(
     "inventory_gate_decisions_total",
@@ -23,4 +23,9 @@ reconcile_repairs = Counter(
 expired_reservations = Counter(
     "inventory_reservations_expired_total",
     "Reservations released by the expiry task.",
+)
+gate_seconds = Histogram(
+    "inventory_gate_seconds",
+    "Round trip of one Redis gate call (take, give back), failures included.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )

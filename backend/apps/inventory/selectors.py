@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from apps.core.exceptions import ProductNotFound, ReservationNotFound
-from apps.inventory.models import Product, Reservation, Stock
+from apps.inventory.models import SKU_PATTERN, Product, Reservation, Stock
+
+SKU_RE = re.compile(SKU_PATTERN)
 
 
 def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
@@ -19,6 +22,9 @@ def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
 
 def product_get(*, sku: str, include_inactive: bool = False) -> Product:
     """Return one product with its stock, or raise ProductNotFound."""
+    if not SKU_RE.fullmatch(sku):
+        # Never send NUL bytes or 10 kB of junk to the database as a lookup.
+        raise ProductNotFound(sku=sku[:64])
     try:
         return product_list(include_inactive=include_inactive).get(sku=sku)
     except Product.DoesNotExist:

@@ -160,3 +160,22 @@ def test_metrics_require_the_right_bearer_token(start_gunicorn) -> None:
     assert response.status_code == 200
     assert "django_http_requests_total_by_method_total" in response.text
     assert "django_db_" in response.text or "django_http_responses" in response.text
+
+
+def test_metrics_scrape_by_private_address_over_plain_http(start_gunicorn) -> None:
+    token = "s" * 40
+    server = start_gunicorn(METRICS_TOKEN=token)
+    response = requests.get(
+        server.base_url + "/metrics",
+        headers={"Host": "10.0.3.7:5000", "Authorization": f"Bearer {token}"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert response.status_code == 200
+    assert (
+        "health_readiness_checks_total" in response.text or "django_" in response.text
+    )
+    no_token = requests.get(
+        server.base_url + "/metrics", headers={"Host": "10.0.3.7:5000"}, timeout=5
+    )
+    assert no_token.status_code == 401

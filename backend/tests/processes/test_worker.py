@@ -212,3 +212,27 @@ def test_failed_task_is_recorded_logged_and_requeued_from_admin(
         "second failure of the re-enqueued task",
     )
     assert redis_client.get(f"test:{marker}:attempts") == "2"
+
+
+def test_worker_metrics_count_task_outcomes(start_worker, send, redis_client) -> None:
+    from tests.conftest import free_port
+
+    port = free_port()
+    marker = uuid.uuid4().hex
+    start_worker(WORKER_METRICS_PORT=str(port))
+    send("tests.log_line", marker=marker)
+    send("tests.always_fails", marker=marker)
+    wait_until(lambda: redis_client.get(f"test:{marker}:attempts"), 30, "failure")
+    wait_until(lambda: redis_client.get(f"test:{marker}:done"), 30, "success")
+
+    def scrape() -> str:
+        import requests
+
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    wanted = (
+        'celery_tasks_total{outcome="success",task="tests.log_line"} 1.0',
+        'celery_tasks_total{outcome="failure",task="tests.always_fails"} 1.0',
+        'celery_task_duration_seconds_count{task="tests.log_line"} 1.0',
+    )
+    wait_until(lambda: all(line in scrape() for line in wanted), 20, "metrics")

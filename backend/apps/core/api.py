@@ -1,0 +1,58 @@
+"""DRF building blocks of the project: token auth with a brute-force brake, and a
+JSON parser that turns pathological documents into 400s."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+
+from apps.core.client_ip import client_ip
+
+logger = logging.getLogger(__name__)
+
+AUTH_FAILURE_WINDOW_SECONDS = 60
+
+
+class ThrottledTokenAuthentication(TokenAuthentication):
+    """Token auth that answers 429 to a client IP guessing tokens.
+
+    DRF runs throttles after authentication, so a wrong token is a 401 every time
+    and throttling never sees it; the failures are counted here instead.
+    """
+
+    def authenticate(self, request: Request) -> Any:
+        key = f"auth-failures:{client_ip(request._request)}"
+        failures = cache.get(key) or 0
+        if failures >= settings.AUTH_FAILURE_LIMIT:
+            raise exceptions.Throttled(wait=AUTH_FAILURE_WINDOW_SECONDS)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            if cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS) is False:
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
+            if failures + 1 == settings.AUTH_FAILURE_LIMIT:
+                logger.warning(
+                    "token guessing throttled",
+                    extra={"client_ip": client_ip(request._request)},
+                )
+            raise
+
+
+class SafeJSONParser(JSONParser):
+    """JSONParser whose deeply nested documents are a 400, not a RecursionError."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise exceptions.ParseError("JSON nested too deeply.") from None

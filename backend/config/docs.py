@@ -1,0 +1,187 @@
+"""Generate ENVIRONMENT_VARIABLES.md and .env.example from the variable registry.
+
+`make docs` (python -m config.docs) writes both files at the repository root; a test
+fails when either differs from what this module generates.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from config.env import GROUPS, VARIABLES, Var
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A working local configuration for `docker compose up` (docker-compose.yml): no real
+# secret, plain HTTP on localhost, the compose services' host names.
+COMPOSE_VALUES: dict[str, str] = {
+    "DJANGO_SECRET_KEY": "compose-local-only-0f9d2c7b1e8a4d6f93b5c0e2a7d4f1b8c6e3a9d",
+    "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    "CORS_ALLOWED_ORIGINS": "http://localhost:3000",
+    "POSTGRES_USER": "app",
+    "POSTGRES_PASSWORD": "app-local-password",
+    "POSTGRES_DB": "app",
+    "POSTGRES_HOST": "db",
+    "REDIS_URL": "redis://redis:6379/0",
+    # Local compose speaks plain HTTP on localhost; production keeps the defaults.
+    "SECURE_SSL_REDIRECT": "false",
+    "SECURE_PROXY_SSL_HEADER": "false",
+    "SECURE_HSTS_SECONDS": "0",
+    "METRICS_TOKEN": "compose-local-metrics-token-not-secret",
+}
+
+PLATFORM_NOTES = """\
+## Platform notes
+
+- **Docker Compose**: every app service reads `.env` (`env_file: .env`); start from
+  `cp .env.example .env`. `APP_ROLE` is set per service in `docker-compose.yml`. The
+  `db` service also reads `POSTGRES_USER`, `POSTGRES_PASSWORD` and `POSTGRES_DB` from
+  `.env`, and the app builds its database URL from the same variables.
+- **Railway**: Railway injects `PORT` (the web role listens on it) and, when a
+  PostgreSQL or Redis service is referenced, `DATABASE_URL` / `REDIS_URL`
+  (`${{Postgres.DATABASE_URL}}`, `${{Redis.REDIS_URL}}`). Set `APP_ROLE` per service.
+- **AWS ECS**: non-secret values are `environment` entries in
+  `deploy/ecs/task-definition-*.json`; `DJANGO_SECRET_KEY`, `DATABASE_URL`, `REDIS_URL`,
+  `METRICS_TOKEN` and `SENTRY_DSN` come from Secrets Manager or SSM through `secrets`
+  with `valueFrom` (never a value in the file). Behind an ALB set
+  `TRUSTED_PROXY_COUNT=1`.
+- **Kubernetes**: non-secret values in the ConfigMap `inventory-config`, secrets in the
+  Secret `inventory-secrets`, both through `envFrom` (`deploy/k8s/`).
+- Empty values count as unset everywhere (Compose and ECS pass empty strings).
+"""
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value) if value else "(empty)"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _type(var: Var) -> str:
+    if var.kind == "choice":
+        return "one of " + ", ".join(f"`{c}`" for c in var.choices)
+    if var.kind == "url":
+        return "URL (" + ", ".join(f"`{s}://`" for s in var.schemes) + ")"
+    bounds = []
+    if var.minimum is not None:
+        bounds.append(f"≥ {var.minimum:g}")
+    if var.maximum is not None:
+        bounds.append(f"≤ {var.maximum:g}")
+    names = {"str": "string", "secret": "secret string", "list": "comma-separated list"}
+    base = names.get(var.kind, var.kind)
+    return f"{base} ({', '.join(bounds)})" if bounds else base
+
+
+def _required(var: Var) -> str:
+    if var.required_in_prod:
+        return "**yes**"
+    if var.name in {
+        "DATABASE_URL",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+    }:
+        return "**yes**, this or the other form"
+    return "no"
+
+
+def environment_variables_md() -> str:
+    """Return the variables reference, grouped, from the registry."""
+    lines = [
+        "# Environment variables",
+        "",
+        "<!-- Generated from backend/config/env.py by `make docs`; do not edit. -->",
+        "",
+        "Every variable the backend reads, declared once in",
+        "`backend/config/env.py`. Production is the default (`DEBUG` unset or",
+        "false): at start the process validates all of them and, if any is missing",
+        "or wrong, prints one block naming each and exits with status 1. Booleans",
+        "accept true/false/1/0/yes/no in any case. With `DEBUG=true` and nothing",
+        "else, the project runs on embedded defaults (SQLite, in-memory cache,",
+        "Celery tasks run in-process); the *debug default* column shows what",
+        "changes then.",
+        "",
+    ]
+    for group, title in GROUPS.items():
+        members = [v for v in VARIABLES if v.group == group]
+        if not members:
+            continue
+        lines += [
+            f"## {title}",
+            "",
+            "| Variable | Type | Default | Debug default | Required in production "
+            "| Description |",
+            "|---|---|---|---|---|---|",
+        ]
+        for var in members:
+            debug_default = (
+                "" if var.debug_default is None else _show(var.debug_default)
+            )
+            if var.kind == "secret" and var.debug_default is not None:
+                debug_default = "(a development key)"
+            cells = [
+                f"`{var.name}`",
+                _type(var),
+                f"`{_show(var.default)}`" if var.default is not None else "—",
+                f"`{debug_default}`" if debug_default else "",
+                _required(var),
+                var.doc.replace("|", "\\|"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(PLATFORM_NOTES)
+    return "\n".join(lines)
+
+
+def env_example() -> str:
+    """Return a working .env for `docker compose up`, every variable listed."""
+    lines = [
+        "# Local configuration for `docker compose up` (cp .env.example .env).",
+        "# Generated from backend/config/env.py by `make docs`; no value here is a",
+        "# real secret. Commented lines show the defaults; ENVIRONMENT_VARIABLES.md",
+        "# explains each variable.",
+        "",
+    ]
+    for group, title in GROUPS.items():
+        members = [v for v in VARIABLES if v.group == group]
+        if not members:
+            continue
+        lines.append(f"# --- {title} ---")
+        for var in members:
+            lines.append(f"# {var.doc}")
+            if var.name in COMPOSE_VALUES:
+                lines.append(f"{var.name}={COMPOSE_VALUES[var.name]}")
+            elif var.name == "APP_ROLE":
+                lines.append("# APP_ROLE is set per service in docker-compose.yml")
+            else:
+                default = "" if var.default is None else _show(var.default)
+                if default == "(empty)":
+                    default = ""
+                lines.append(f"# {var.name}={default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+OUTPUTS = {
+    "ENVIRONMENT_VARIABLES.md": environment_variables_md,
+    ".env.example": env_example,
+}
+
+
+def main(argv: list[str]) -> int:
+    for name, render in OUTPUTS.items():
+        (ROOT / name).write_text(render())
+        print(f"wrote {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

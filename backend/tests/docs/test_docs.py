@@ -1,0 +1,239 @@
+"""Operator documents that cannot drift from the code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from config import docs
+from config.env import REGISTRY, load
+
+ROOT = Path(__file__).resolve().parents[3]
+BACKEND = ROOT / "backend"
+
+# Variables our code may read that are not the application's configuration.
+NOT_CONFIGURATION = {
+    "DJANGO_SETTINGS_MODULE": "Django's own pointer to the settings module",
+    "REMAP_SIGTERM": "Celery's switch, set by the entrypoint for the worker",
+}
+
+
+@pytest.mark.parametrize("name", sorted(docs.OUTPUTS))
+def test_generated_document_is_up_to_date(name: str) -> None:
+    expected = docs.OUTPUTS[name]()
+    actual = (ROOT / name).read_text()
+    assert actual == expected, f"{name} is stale: run `make docs`"
+
+
+def test_every_variable_is_documented() -> None:
+    text = (ROOT / "ENVIRONMENT_VARIABLES.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for name in REGISTRY:
+        assert f"| `{name}` |" in text, name
+        assert re.search(rf"^(# )?{name}[= ]", example, re.MULTILINE), name
+
+
+def _env_reads() -> dict[str, set[str]]:
+    """Every environment variable name the code reads, by file."""
+    python_patterns = [
+        r"os\.environ\.get\(\s*[\"']([A-Z][A-Z0-9_]*)",
+        r"os\.environ\[\s*[\"']([A-Z][A-Z0-9_]*)",
+        r"os\.environ\.setdefault\(\s*[\"']([A-Z][A-Z0-9_]*)",
+        r"os\.getenv\(\s*[\"']([A-Z][A-Z0-9_]*)",
+        r"config_value\s+([A-Z][A-Z0-9_]*)",
+        r"(?:ENV|config)\[\s*[\"']([A-Z][A-Z0-9_]*)",
+    ]
+    found: dict[str, set[str]] = {}
+    for path in [*BACKEND.glob("config/*.py"), *BACKEND.glob("apps/**/*.py")]:
+        text = path.read_text()
+        for pattern in python_patterns:
+            for name in re.findall(pattern, text):
+                found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
+    shell = (BACKEND / "scripts" / "entrypoint.sh").read_text()
+    for name in re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", shell):
+        found.setdefault(name, set()).add("backend/scripts/entrypoint.sh")
+    for name in re.findall(r"config_value ([A-Z][A-Z0-9_]*)", shell):
+        found.setdefault(name, set()).add("backend/scripts/entrypoint.sh")
+    return found
+
+
+def test_code_reads_no_variable_outside_the_registry() -> None:
+    shell_builtins = {"LINENO", "BASH_COMMAND"}
+    reads = _env_reads()
+    assert {"APP_ROLE", "RUN_MIGRATIONS", "PROMETHEUS_MULTIPROC_DIR"} <= set(reads)
+    unknown = {
+        name: files
+        for name, files in reads.items()
+        if name not in REGISTRY
+        and name not in NOT_CONFIGURATION
+        and name not in shell_builtins
+    }
+    assert unknown == {}, "add these to config/env.py (and run make docs)"
+
+
+def test_env_example_is_a_valid_production_configuration() -> None:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    config = load(values)
+    assert config.problems == []
+    assert config.debug is False
+    assert config.database_url == "postgres://app:app-local-password@db:5432/app"
+    assert config["REDIS_URL"] == "redis://redis:6379/0"
+
+
+# Messages the project prints, quoted by the guide's troubleshooting section. Each
+# is also checked in its source, so a reworded message fails here until the guide
+# follows.
+MESSAGES = {
+    "backend/config/env.py": [
+        "Invalid configuration: ",
+        "See ENVIRONMENT_VARIABLES.md. Nothing was started.",
+    ],
+    "backend/apps/core/management/commands/wait_for_dependencies.py": [
+        "dependency wait timed out after ",
+        "(DEPENDENCY_WAIT_TIMEOUT)",
+    ],
+    "backend/apps/core/management/commands/migrate_locked.py": [
+        "migration lock wait timed out after ",
+        "(MIGRATION_LOCK_TIMEOUT)",
+    ],
+    "backend/apps/core/management/commands/wait_for_migrations.py": [
+        "(MIGRATION_WAIT_TIMEOUT)",
+        "run the migrate role",
+    ],
+    "backend/scripts/entrypoint.sh": ["valid roles: "],
+    "backend/apps/core/healthcheck.py": ["no heartbeat file at ", "s old (limit "],
+    "backend/apps/core/services.py": ["could not enqueue task "],
+    "backend/apps/inventory/gate.py": ["inventory gate unavailable: "],
+    "backend/config/celery.py": ["task failed: "],
+}
+
+
+@pytest.mark.parametrize("source", sorted(MESSAGES))
+def test_guide_quotes_the_error_messages(source: str) -> None:
+    code = (ROOT / source).read_text()
+    guide = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    for message in MESSAGES[source]:
+        assert message in code, f"{message!r} no longer in {source}"
+        assert message in guide, f"DEPLOYMENT_GUIDE.md does not quote {message!r}"
+
+
+def test_guide_names_only_files_that_exist() -> None:
+    guide = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    paths = set(re.findall(r"(deploy/[\w./-]+\.(?:json|yaml|yml))", guide))
+    assert paths, "the guide names the deployment files"
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert missing == []
+    for section in ("docker compose up", "Railway", "ECS", "Kubernetes", "Rollback"):
+        assert section in guide, section
+
+
+def test_readme_links_and_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for needle in (
+        "make run",
+        "make test",
+        "docker compose up",
+        "```mermaid",
+        "(ENVIRONMENT_VARIABLES.md)",
+        "(DEPLOYMENT_GUIDE.md)",
+        "(PRODUCTION_READINESS_CHECKLIST.md)",
+    ):
+        assert needle in readme, needle
+    for role in ("web", "worker", "beat", "migrate"):
+        assert f"`{role}`" in readme
+
+
+ITEM = re.compile(
+    r"^- \[ \] (?P<text>.+?) — (?P<kind>test|command|decision): (?P<proof>.+)$"
+)
+
+
+def _checklist() -> list[re.Match]:
+    lines = (ROOT / "PRODUCTION_READINESS_CHECKLIST.md").read_text().splitlines()
+    items = [line for line in lines if line.startswith("- [ ]")]
+    matches = [ITEM.match(line) for line in items]
+    bad = [line for line, match in zip(items, matches, strict=True) if not match]
+    assert bad == [], "items without exactly one proof marker"
+    return [m for m in matches if m]
+
+
+def test_checklist_has_the_breadth_of_a_review() -> None:
+    items = _checklist()
+    assert len(items) >= 100
+    text = (ROOT / "PRODUCTION_READINESS_CHECKLIST.md").read_text()
+    for group in (
+        "Security",
+        "Container",
+        "Web server",
+        "Database and migrations",
+        "Celery",
+        "Observability",
+        "Configuration",
+        "Platforms",
+        "Business invariants",
+        "Operations",
+    ):
+        assert f"## {group}" in text, group
+
+
+def test_checklist_names_only_tests_that_exist() -> None:
+    missing = []
+    for item in _checklist():
+        if item["kind"] != "test":
+            continue
+        for ref in re.findall(r"`([^`]+)`", item["proof"]):
+            path, _, name = ref.partition("::")
+            file = ROOT / path
+            if not file.exists() or not re.search(
+                rf"^\s*def {re.escape(name)}\(", file.read_text(), re.MULTILINE
+            ):
+                missing.append(ref)
+    assert missing == []
+
+
+def test_alert_rules_pass_promtool() -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (.ci/run installs Debian's prometheus)"
+    result = subprocess.run(
+        [promtool, "check", "rules", str(ROOT / "deploy/observability/alerts.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = subprocess.run(
+        [
+            promtool,
+            "check",
+            "config",
+            "--syntax-only",
+            str(ROOT / "deploy/observability/prometheus-scrape.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert config.returncode == 0, config.stdout + config.stderr
+
+
+def dashboard_metric_names() -> set[str]:
+    dashboard = json.loads(
+        (ROOT / "deploy/observability/grafana-dashboard.json").read_text()
+    )
+    alerts = (ROOT / "deploy/observability/alerts.yml").read_text()
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]] + [alerts]
+    names = set()
+    for expr in exprs:
+        names |= set(
+            re.findall(r"\b((?:django|celery|inventory|health)_[a-z0-9_]+)", expr)
+        )
+    return names
