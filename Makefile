@@ -15,13 +15,14 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test docs
+.PHONY: help venv run test lint format lock image image-test docs bench
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
 	@echo "make test   - run the whole test suite (real PostgreSQL and Redis)"
 	@echo "make lint   - ruff check + ruff format --check"
 	@echo "make format - apply ruff's formatting and safe fixes"
+	@echo "make bench  - benchmarks beside baselines; writes bench/results.json"
 	@echo "make docs   - regenerate ENVIRONMENT_VARIABLES.md and .env.example"
 	@echo "make lock   - recompile the hashed requirement locks from the .in files"
 	@echo "make image  - build the image from the Dockerfile with buildah (tag $(IMAGE))"
@@ -61,14 +62,19 @@ image-test: venv image
 	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \
 		$(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
 
+# Benchmarks (not part of make test): loopback, wrk from Debian's packages.
+bench: venv
+	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/run.py
+
 docs: venv
 	cd $(BACKEND) && $(BIN)/python -m config.docs
 
 lint: venv
-	cd $(BACKEND) && $(BIN)/ruff check . && $(BIN)/ruff format --check .
+	cd $(BACKEND) && $(BIN)/ruff check . ../bench && $(BIN)/ruff format --check . ../bench
 
 format: venv
-	cd $(BACKEND) && $(BIN)/ruff check --fix . && $(BIN)/ruff format .
+	cd $(BACKEND) && $(BIN)/ruff check --fix . ../bench && $(BIN)/ruff format . ../bench
 
 lock: $(BIN)/python
 	$(BIN)/pip install --quiet pip-tools

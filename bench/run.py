@@ -1,0 +1,414 @@
+"""`make bench`: the project's figures beside fixed baselines, measured in one run.
+
+1. /health/ req/s: project vs a bare Django view (no middleware), same gunicorn config.
+2. GET /api/v1/products/{sku}/ req/s: project (DRF, token auth, ORM) vs a raw cursor.
+3. Both under GUNICORN_WORKER_CLASS=uvicorn (ASGI), with error counts.
+4. Hot SKU: stock 1,000, 64 clients, 20,000 reservation attempts of 1: with the Redis
+   gate and with the database path alone.
+5. Cold start: entrypoint start to /health/ 200, dependencies up.
+
+Every figure is the median of BENCH_RUNS runs (default 3); ratios are taken pair by
+pair inside the run. Loopback only; wrk (Debian) for GETs, Python threads for POSTs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKEND = ROOT / "backend"
+BIN = Path(sys.executable).parent
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+DURATION = int(os.environ.get("BENCH_DURATION", "5"))
+CONCURRENCY = 32
+DB_NAME = "bench_inventory"
+REDIS_URL = "redis://127.0.0.1:6379/10"
+SKU = "BENCH-1"
+HOT_SKU = "HOT-1"
+HOT_STOCK = 1000
+HOT_CLIENTS = 64
+HOT_ATTEMPTS = int(os.environ.get("BENCH_HOT_ATTEMPTS", "20000"))
+
+BASE_ENV = {
+    "DJANGO_SECRET_KEY": "bench-" + "k" * 60,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "CORS_ALLOWED_ORIGINS": "https://app.example.com",
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+    "REDIS_URL": REDIS_URL,
+    "BENCH_DB_NAME": DB_NAME,
+    # The benchmark measures the request path, not the rate limiter.
+    "API_THROTTLE_USER": "100000000/minute",
+    "WORKER_METRICS_PORT": "0",
+    "PYTHONPATH": str(ROOT),
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def env(**overrides: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "METRICS_TOKEN"}}
+    return {**clean, **BASE_ENV, **overrides, "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(port: int, path: str = "/health/", timeout: float = 60) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"port {port} did not answer {path}")
+
+
+def setup() -> str:
+    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{DB_NAME}"')
+    admin.close()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "migrate", "-v0"],
+        cwd=BACKEND,
+        env=env(),
+        check=True,
+    )
+    script = (
+        "from django.contrib.auth import get_user_model;"
+        "from rest_framework.authtoken.models import Token;"
+        "from apps.inventory import services;"
+        "u = get_user_model().objects.create_user('bench', password='x', is_staff=True);"
+        f"services.product_create(sku='{SKU}', name='Bench', actor=u);"
+        f"services.stock_restock(sku='{SKU}', quantity=100, actor=u);"
+        f"services.product_create(sku='{HOT_SKU}', name='Hot', actor=u);"
+        "print(Token.objects.create(user=u).key)"
+    )
+    out = subprocess.run(
+        [str(BIN / "python"), "manage.py", "shell", "-c", script],
+        cwd=BACKEND,
+        env=env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Server:
+    def __init__(self, app: str | None = None, **overrides: str) -> None:
+        self.port = free_port()
+        argv = [str(BIN / "gunicorn"), "-c", "config/gunicorn_conf.py"]
+        if app:
+            argv.append(app)
+        self.process = subprocess.Popen(
+            argv,
+            cwd=BACKEND,
+            env=env(PORT=str(self.port), **overrides),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_http(self.port)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def wrk(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
+    args = ["wrk", "-t2", f"-c{CONCURRENCY}", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    url = f"http://127.0.0.1:{port}{path}"
+    subprocess.run([*args, "-d2s", url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(
+        [*args, f"-d{DURATION}s", url], capture_output=True, text=True, check=True
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0)
+        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
+        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def median_of(samples: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+
+
+def pair(
+    name: str, project: Server, baseline: Server, path: str, headers: dict
+) -> dict:
+    runs = []
+    for _ in range(RUNS):
+        ours = wrk(project.port, path, headers)
+        base = wrk(baseline.port, path, headers)
+        runs.append(
+            {"project": ours, "baseline": base, "ratio": ours["rps"] / base["rps"]}
+        )
+    result = {
+        "project": median_of([r["project"] for r in runs]),
+        "baseline": median_of([r["baseline"] for r in runs]),
+        "ratio": statistics.median(r["ratio"] for r in runs),
+    }
+    log(
+        f"{name}: project {result['project']['rps']:.0f} req/s, baseline "
+        f"{result['baseline']['rps']:.0f} req/s, ratio {result['ratio']:.2f}"
+    )
+    return result
+
+
+def reset_hot_sku(gate: bool) -> None:
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
+    with conn, conn.cursor() as cursor:
+        cursor.execute("SELECT id FROM inventory_product WHERE sku = %s", [HOT_SKU])
+        (product_id,) = cursor.fetchone()
+        cursor.execute(
+            "DELETE FROM inventory_stockmovement WHERE product_id = %s", [product_id]
+        )
+        cursor.execute(
+            "DELETE FROM inventory_reservation WHERE product_id = %s", [product_id]
+        )
+        cursor.execute(
+            "UPDATE inventory_stock SET on_hand = %s, reserved = 0 WHERE product_id = %s",
+            [HOT_STOCK, product_id],
+        )
+    conn.close()
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(f"inventory:available:{HOT_SKU}")
+    if gate:
+        client.set(f"inventory:available:{HOT_SKU}", HOT_STOCK)
+
+
+def hot_sku_run(port: int, token: str) -> dict[str, float]:
+    body = json.dumps({"sku": HOT_SKU, "quantity": 1})
+    headers = {
+        "Authorization": f"Token {token}",
+        "Content-Type": "application/json",
+        "X-Forwarded-Proto": "https",
+    }
+    remaining = [HOT_ATTEMPTS]
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine, codes = [], {}
+        while True:
+            with lock:
+                if remaining[0] == 0:
+                    break
+                remaining[0] -= 1
+            started = time.perf_counter()
+            conn.request("POST", "/api/v1/reservations/", body, headers)
+            response = conn.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - started)
+            codes[response.status] = codes.get(response.status, 0) + 1
+        with lock:
+            latencies.extend(mine)
+            for code, count in codes.items():
+                statuses[code] = statuses.get(code, 0) + count
+
+    threads = [threading.Thread(target=client) for _ in range(HOT_CLIENTS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.on_hand, s.reserved FROM inventory_stock s JOIN inventory_product p "
+            "ON p.id = s.product_id WHERE p.sku = %s",
+            [HOT_SKU],
+        )
+        on_hand, reserved = cursor.fetchone()
+    conn.close()
+    latencies.sort()
+    accepted = statuses.get(201, 0)
+    return {
+        "accepted": accepted,
+        "rejected": statuses.get(409, 0),
+        "errors": sum(c for s, c in statuses.items() if s not in {201, 409}),
+        "oversold": max(0, reserved - on_hand) + max(0, accepted - HOT_STOCK),
+        "attempts_per_s": HOT_ATTEMPTS / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+    }
+
+
+def hot_sku(token: str) -> dict:
+    results = {}
+    for label, gate in (("gate", True), ("database_only", False)):
+        overrides = {} if gate else {"REDIS_URL": ""}
+        server = Server(**overrides)
+        try:
+            runs = []
+            for _ in range(RUNS):
+                reset_hot_sku(gate)
+                runs.append(hot_sku_run(server.port, token))
+        finally:
+            server.stop()
+        results[label] = median_of(runs)
+        log(f"hot SKU ({label}): {results[label]}")
+    results["gate_speedup"] = (
+        results["gate"]["attempts_per_s"] / results["database_only"]["attempts_per_s"]
+    )
+    return results
+
+
+def cold_start() -> dict[str, float]:
+    samples = []
+    for _ in range(RUNS):
+        port = free_port()
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [str(BACKEND / "scripts" / "entrypoint.sh"), "web"],
+            cwd=BACKEND,
+            env=env(PORT=str(port)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_http(port, timeout=120)
+        samples.append(time.monotonic() - started)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=40)
+    result = {"seconds": statistics.median(samples), "samples": samples}
+    log(f"cold start: {result['seconds']:.2f} s")
+    return result
+
+
+def main() -> int:
+    token = setup()
+    auth = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https"}
+    results: dict = {
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "settings": {"runs": RUNS, "duration_s": DURATION, "concurrency": CONCURRENCY},
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    for worker_class, project_app, bare_app in (
+        ("gthread", None, "bench.bare_wsgi:application"),
+        ("uvicorn", None, "bench.bare_asgi:application"),
+    ):
+        project = Server(project_app, GUNICORN_WORKER_CLASS=worker_class)
+        baseline = Server(bare_app, GUNICORN_WORKER_CLASS=worker_class)
+        try:
+            results[f"health_{worker_class}"] = pair(
+                f"/health/ {worker_class}",
+                project,
+                baseline,
+                "/health/",
+                {"X-Forwarded-Proto": "https"},
+            )
+            results[f"product_{worker_class}"] = pair(
+                f"product {worker_class}",
+                project,
+                baseline,
+                f"/api/v1/products/{SKU}/",
+                auth,
+            )
+        finally:
+            project.stop()
+            baseline.stop()
+    results["hot_sku"] = hot_sku(token)
+    results["cold_start"] = cold_start()
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    return 0
+
+
+def table(r: dict) -> str:
+    rows = [
+        "| Measurement | Project | Baseline | Ratio | Errors (project/baseline) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (
+        ("health_gthread", "/health/ req/s, gthread"),
+        ("product_gthread", "product detail req/s, gthread"),
+        ("health_uvicorn", "/health/ req/s, uvicorn (ASGI)"),
+        ("product_uvicorn", "product detail req/s, uvicorn (ASGI)"),
+    ):
+        x = r[key]
+        rows.append(
+            f"| {label} | {x['project']['rps']:.0f} (p99 {x['project']['p99_ms']:.1f} ms) "
+            f"| {x['baseline']['rps']:.0f} (p99 {x['baseline']['p99_ms']:.1f} ms) "
+            f"| {x['ratio']:.2f} | {x['project']['errors']:.0f}/{x['baseline']['errors']:.0f} |"
+        )
+    rows.append(
+        f"| gthread over uvicorn, product detail | "
+        f"{r['product_gthread']['project']['rps'] / r['product_uvicorn']['project']['rps']:.1f}x | | | |"
+    )
+    rows += [
+        "",
+        "| Hot SKU (stock 1,000, 64 clients, "
+        f"{HOT_ATTEMPTS:,} attempts) | accepted | rejected | oversold | errors "
+        "| attempts/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label in ("gate", "database_only"):
+        h = r["hot_sku"][label]
+        rows.append(
+            f"| {label.replace('_', ' ')} | {h['accepted']:.0f} | {h['rejected']:.0f} "
+            f"| {h['oversold']:.0f} | {h['errors']:.0f} | {h['attempts_per_s']:.0f} "
+            f"| {h['p50_ms']:.1f} | {h['p99_ms']:.1f} |"
+        )
+    rows.append(f"| gate speed-up | {r['hot_sku']['gate_speedup']:.2f}x | | | | | | |")
+    rows += [
+        "",
+        f"Cold start (entrypoint to /health/ 200): {r['cold_start']['seconds']:.2f} s "
+        f"(median of {len(r['cold_start']['samples'])})",
+    ]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
