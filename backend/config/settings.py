@@ -283,8 +283,8 @@ REST_FRAMEWORK = {
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["apps.core.api.SafeJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "apps.core.api.AnonRateThrottle",
+        "apps.core.api.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": ENV["API_THROTTLE_ANON"],

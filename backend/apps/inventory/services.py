@@ -20,6 +20,7 @@ from apps.core.exceptions import (
     IdempotencyKeyReused,
     InsufficientStock,
     ProductExists,
+    ProductNotFound,
     ReservationExpired,
     ReservationNotActive,
     ReservationNotFound,
@@ -92,29 +93,40 @@ def _replay(
     return existing
 
 
-def _admit(*, product: Product, quantity: int) -> bool:
-    """Pass the Redis gate; return whether units were taken from it (to give back)."""
+def _admit(*, sku: str, quantity: int) -> tuple[Product, bool]:
+    """Pass the Redis gate, then load the product.
+
+    Returns the product and whether units were taken from the gate (to give back on
+    failure). Sold-out traffic is refused by Redis alone, before any database work.
+    """
+    took = False
     try:
-        decision = gate.gate_take(sku=product.sku, quantity=quantity)
+        decision = gate.gate_take(sku=sku, quantity=quantity)
         if decision.missing:
-            gate.gate_warm(
-                sku=product.sku, available=stock_available(product_id=product.pk)
-            )
-            decision = gate.gate_take(sku=product.sku, quantity=quantity)
+            # Unknown SKU, or a counter never warmed or lost: the database decides.
+            product = product_get(sku=sku)
+            gate.gate_warm(sku=sku, available=stock_available(product_id=product.pk))
+            decision = gate.gate_take(sku=sku, quantity=quantity)
     except gate.GateUnavailable:
         gate.gate_record_fallback()
-        return False
+        return product_get(sku=sku), False
     if decision.missing:  # vanished again (flush, eviction): let the database decide
         gate.gate_record_fallback()
-        return False
+        return product_get(sku=sku), False
     if not decision.admitted:
         metrics.gate_decisions.labels(outcome="rejected").inc()
         metrics.reservations.labels(result="insufficient_stock").inc()
         raise InsufficientStock(
-            sku=product.sku, requested=quantity, available=max(decision.counter, 0)
+            sku=sku, requested=quantity, available=max(decision.counter, 0)
         )
     metrics.gate_decisions.labels(outcome="admitted").inc()
-    return True
+    took = True
+    try:
+        return product_get(sku=sku), took
+    except ProductNotFound:
+        # Deactivated after its counter was warmed: hand the units back.
+        gate.gate_give_back(sku=sku, quantity=quantity)
+        raise
 
 
 def reservation_create(
@@ -133,8 +145,7 @@ def reservation_create(
             metrics.reservations.labels(result="replayed").inc()
             return ReservationResult(reservation=existing, created=False)
 
-    product = product_get(sku=sku)
-    took_from_gate = _admit(product=product, quantity=quantity)
+    product, took_from_gate = _admit(sku=sku, quantity=quantity)
     try:
         with transaction.atomic():
             # The invariant lives here: one conditional UPDATE, so two requests can

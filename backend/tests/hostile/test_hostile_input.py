@@ -216,3 +216,30 @@ def test_spoofed_forwarded_for_is_not_logged_as_the_client(start_gunicorn) -> No
     )
     line = server.wait_for_line(lambda text: "xff-test-000001" in text)
     assert json.loads(line)["client_ip"] == "203.0.113.9"
+
+
+def test_rate_limit_answers_429_per_user(client_for, make_user) -> None:
+    from rest_framework.settings import api_settings
+
+    from apps.core.api import UserRateThrottle
+
+    # The class reads its rates at import; give this test a tiny one.
+    UserRateThrottle.THROTTLE_RATES = {
+        **api_settings.DEFAULT_THROTTLE_RATES,
+        "user": "3/minute",
+    }
+    user, other = make_user(), make_user()
+    # User ids repeat across test databases; earlier runs' counters live in Redis.
+    for someone in (user, other):
+        cache.delete_pattern(f"*throttle_user_{someone.pk}:*")
+    try:
+        client = client_for(user)
+        statuses = [client.get("/api/v1/products/").status_code for _ in range(5)]
+        other_user = client_for(other).get("/api/v1/products/").status_code
+        throttled = client.get("/api/v1/products/")
+    finally:
+        del UserRateThrottle.THROTTLE_RATES  # back to the settings' rates
+    assert statuses == [200, 200, 200, 429, 429]
+    assert other_user == 200
+    assert throttled.json()["error"]["code"] == "throttled"
+    assert 0 < int(throttled["Retry-After"]) <= 61

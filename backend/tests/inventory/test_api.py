@@ -213,6 +213,15 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
     assert response.status_code == 201
     assert create == 7
     url = f"/api/v1/reservations/{response.json()['id']}/"
+    # Sold out in the gate: refused by Redis, only the token lookup hits the database.
+    from apps.inventory import gate
+
+    gate.gate_compare_and_set(sku=product.sku, expected=49, value=0)
+    refused, sold_out = count_queries(
+        lambda: client.post("/api/v1/reservations/", body, format="json")
+    )
+    assert refused.status_code == 409
+    assert sold_out == 1
     _, get_one = count_queries(lambda: client.get(url))
     assert get_one == 2
     # token, BEGIN, lock own row, UPDATE stock, UPDATE reservation, INSERT ledger,
