@@ -295,3 +295,37 @@ def make_product(staff) -> Callable[..., object]:
         return Product.objects.select_related("stock").get(sku=sku)
 
     return make
+
+
+def start_redis(port: int, tmp_path) -> subprocess.Popen:
+    """Start a private redis-server (fault tests cut it, never the shared one)."""
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while not _redis_ping(port):
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    return process
+
+
+def _redis_ping(port: int) -> bool:
+    import redis
+
+    try:
+        return redis.Redis(port=port, socket_timeout=0.5).ping()
+    except redis.RedisError:
+        return False

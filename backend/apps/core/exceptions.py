@@ -94,30 +94,30 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return response
 
 
-def _json_error(status_code: int, code: str, message: str) -> JsonResponse:
+def json_error(status_code: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code=code, message=message), status=status_code)
 
 
 def handler400(
     request: HttpRequest, exception: Exception | None = None
 ) -> JsonResponse:
-    return _json_error(400, "bad_request", "Bad request.")
+    return json_error(400, "bad_request", "Bad request.")
 
 
 def handler403(
     request: HttpRequest, exception: Exception | None = None
 ) -> JsonResponse:
-    return _json_error(403, "permission_denied", "Permission denied.")
+    return json_error(403, "permission_denied", "Permission denied.")
 
 
 def handler404(
     request: HttpRequest, exception: Exception | None = None
 ) -> JsonResponse:
-    return _json_error(404, "not_found", "Not found.")
+    return json_error(404, "not_found", "Not found.")
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
-    return _json_error(500, "server_error", "Internal server error.")
+    return json_error(500, "server_error", "Internal server error.")
 
 
 # --- Inventory domain errors -------------------------------------------------------

@@ -7,17 +7,10 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
+from apps.core.client_ip import client_ip_from
+
 # Probes arrive every few seconds from every load balancer: keep them out of INFO.
 QUIET_PATHS = frozenset({"/health/", "/health/ready/"})
-
-
-def _client_ip(environ: dict[str, Any], trusted_proxies: int) -> str:
-    remote = environ.get("REMOTE_ADDR") or ""
-    forwarded = environ.get("HTTP_X_FORWARDED_FOR", "")
-    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    if trusted_proxies <= 0 or not hops:
-        return remote
-    return hops[-min(trusted_proxies, len(hops))]
 
 
 class JsonAccessLogger(Logger):
@@ -50,7 +43,11 @@ class JsonAccessLogger(Logger):
                 "status": int(str(status).split()[0]),
                 "duration_ms": duration_ms,
                 "bytes": getattr(resp, "sent", None),
-                "client_ip": _client_ip(environ, self.trusted_proxies),
+                "client_ip": client_ip_from(
+                    remote_addr=environ.get("REMOTE_ADDR") or "",
+                    forwarded_for=environ.get("HTTP_X_FORWARDED_FOR", ""),
+                    trusted_proxies=self.trusted_proxies,
+                ),
                 "user_agent": environ.get("HTTP_USER_AGENT"),
             },
         )

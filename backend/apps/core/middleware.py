@@ -71,14 +71,14 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         from django.conf import settings
 
-        from apps.core.exceptions import _json_error
+        from apps.core.exceptions import json_error
 
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _json_error(400, "bad_request", "Invalid Content-Length.")
+            return json_error(400, "bad_request", "Invalid Content-Length.")
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            return _json_error(
+            return json_error(
                 413,
                 "request_too_large",
                 f"Request body above {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",

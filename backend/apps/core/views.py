@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from apps.core.exceptions import _json_error
+from apps.core.exceptions import json_error
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
@@ -16,14 +16,14 @@ def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token:
         # No token configured: the endpoint does not exist for anyone.
-        return _json_error(404, "not_found", "Not found.")
+        return json_error(404, "not_found", "Not found.")
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
-        response = _json_error(401, "not_authenticated", "Bearer token required.")
+        response = json_error(401, "not_authenticated", "Bearer token required.")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), token.encode()):
-        return _json_error(403, "permission_denied", "Invalid metrics token.")
+        return json_error(403, "permission_denied", "Invalid metrics token.")
     from apps.core.metrics import metrics_registry
 
     return HttpResponse(

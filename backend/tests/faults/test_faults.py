@@ -22,42 +22,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.conftest import free_port, run_python
+from tests.conftest import free_port, run_python, start_redis
 from tests.processes.test_worker import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 HTTPS = {"X-Forwarded-Proto": "https"}
-
-
-def start_redis(port: int, tmp_path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_until(lambda: _redis_ping(port), 10, "redis-server up")
-    return process
-
-
-def _redis_ping(port: int) -> bool:
-    import redis
-
-    try:
-        return redis.Redis(port=port, socket_timeout=0.5).ping()
-    except redis.RedisError:
-        return False
 
 
 def ledger_matches(product) -> tuple[int, int]:

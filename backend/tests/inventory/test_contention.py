@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +13,7 @@ from django.db.models import Sum
 
 from apps.inventory import gate
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis
 
 pytestmark = pytest.mark.slow
 
@@ -89,24 +87,8 @@ def test_flash_sale_with_redis_stopped(
     product = make_product(on_hand=STOCK)
     tokens = tokens_for(make_user, 10)
     port = free_port()
-    redis_server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis_server = start_redis(port, tmp_path)
     try:
-        time.sleep(0.5)
         server = start_gunicorn(
             GUNICORN_WORKERS="3", REDIS_URL=f"redis://127.0.0.1:{port}/0"
         )
