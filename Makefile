@@ -8,8 +8,8 @@ export PYENV_VERSION ?= 3.12.1
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 BACKEND := backend
-DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/backend
-REDIS_URL ?= redis://127.0.0.1:6379/9
+# DATABASE_URL / REDIS_URL: no defaults. Unset, `make test` starts private throwaway
+# servers for the run (backend/tests/servers.py); set, it uses those servers.
 PYTEST_ARGS ?=
 IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
@@ -19,7 +19,7 @@ BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
-	@echo "make test   - run the whole test suite (real PostgreSQL and Redis)"
+	@echo "make test   - run the whole test suite (private PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)"
 	@echo "make lint   - ruff check + ruff format --check"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make bench  - benchmarks beside baselines; writes bench/results.json"
@@ -45,9 +45,9 @@ run: venv
 	cd $(BACKEND) && DEBUG=true $(BIN)/python manage.py collectstatic --no-input -v0
 	cd $(BACKEND) && DEBUG=true exec $(BIN)/gunicorn -c config/gunicorn_conf.py config.wsgi
 
+# exec: make's SIGTERM reaches the launcher, which stops and removes its servers.
 test: venv
-	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) \
-		$(BIN)/python -m pytest --ignore=tests/image $(PYTEST_ARGS)
+	cd $(BACKEND) && exec $(BIN)/python -m tests.servers --ignore=tests/image $(PYTEST_ARGS)
 
 # --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
 # --layers=false: buildah 1.28 cannot bind-mount a stage taken from its layer cache
@@ -59,8 +59,7 @@ image:
 	-$(BUILDAH) rmi --prune >/dev/null 2>&1
 
 image-test: venv image
-	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \
-		$(BIN)/python -m pytest tests/image $(PYTEST_ARGS)
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/image $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

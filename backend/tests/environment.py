@@ -36,6 +36,11 @@ for _name in ("METRICS_TOKEN", "SENTRY_DSN", "CELERY_BROKER_URL"):
     os.environ.pop(_name, None)
 
 
+def database_port() -> int:
+    """Return the port of the test PostgreSQL (private servers use free ports)."""
+    return urlsplit(os.environ["DATABASE_URL"]).port or 5432
+
+
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
@@ -52,13 +57,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not _reachable(os.environ["DATABASE_URL"], 5432):
         problems.append(
             f"PostgreSQL is unreachable at DATABASE_URL={os.environ['DATABASE_URL']}. "
-            "Start it: pg_ctlcluster --skip-systemctl-redirect "
-            "$(ls /etc/postgresql) main start"
+            "Start it, or leave DATABASE_URL unset and run `make test`, which starts "
+            "a private server for the run."
         )
     if not _reachable(os.environ["REDIS_URL"], 6379):
         problems.append(
-            f"Redis is unreachable at REDIS_URL={os.environ['REDIS_URL']}. Start it: "
-            'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ""'
+            f"Redis is unreachable at REDIS_URL={os.environ['REDIS_URL']}. Start it, "
+            "or leave REDIS_URL unset and run `make test`, which starts a private "
+            "server for the run."
         )
     if problems:
         pytest.exit("\n".join(problems), returncode=3)

@@ -14,7 +14,8 @@ import yaml
 from config.env import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED = ROOT.parent / "shared"
+# Vendored with its licence and source (tests/schemas/README.md).
+COMPOSE_SCHEMA = ROOT / "backend" / "tests" / "schemas" / "compose-spec.json"
 GRACEFUL = REGISTRY["GUNICORN_GRACEFUL_TIMEOUT"].default
 SOFT_SHUTDOWN = REGISTRY["CELERY_SOFT_SHUTDOWN_TIMEOUT"].default
 ROLES = ("web", "worker", "beat", "migrate")
@@ -77,7 +78,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
         [
             _bin("check-jsonschema"),
             "--schemafile",
-            str(SHARED / "schemas" / "compose-spec.json"),
+            str(COMPOSE_SCHEMA),
             str(ROOT / "docker-compose.yml"),
         ],
         capture_output=True,

