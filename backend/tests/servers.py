@@ -37,6 +37,9 @@ INTERRUPT_GRACE = 60.0
 BIND_ATTEMPTS = 5
 EXIT_MISSING = 3
 
+# Where Debian's packages put the binaries (also when PATH does not name them).
+PG_DEBIAN_GLOB = "/usr/lib/postgresql/*/bin"
+REDIS_SEARCH_PATH = "/usr/bin:/usr/sbin:/usr/local/bin"
 PG_HINT = "PostgreSQL server binaries (initdb, postgres)"
 PG_PACKAGE = "postgresql"
 REDIS_HINT = "redis-server"
@@ -75,9 +78,7 @@ def postgres_bindir() -> Path | None:
         return tuple(int(p) for p in name.split(".") if p.isdigit())
 
     # Debian installs each major version side by side; take the newest.
-    for found in sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True
-    ):
+    for found in sorted(glob.glob(PG_DEBIAN_GLOB), key=version, reverse=True):
         candidates.append(Path(found))
     initdb = shutil.which("initdb")
     if initdb:
@@ -91,7 +92,7 @@ def postgres_bindir() -> Path | None:
 def redis_binary() -> Path | None:
     """Return the redis-server executable, or None."""
     found = shutil.which("redis-server") or shutil.which(
-        "redis-server", path="/usr/bin:/usr/sbin:/usr/local/bin"
+        "redis-server", path=REDIS_SEARCH_PATH
     )
     return Path(found) if found else None
 
@@ -108,9 +109,10 @@ def missing_message(*, need_postgres: bool, need_redis: bool) -> str:
     what = " and ".join(m[0] for m in missing)
     packages = " ".join(m[1] for m in missing)
     variables = " and ".join(m[2] for m in missing)
+    servers = "a running server" if len(missing) == 1 else "running servers"
     return (
-        f"make test: {what} not found: install them (Debian: apt-get install "
-        f"{packages}), or set {variables} to use servers that already run."
+        f"make test: {what} not found: apt-get install {packages} (Debian), "
+        f"or set {variables} to use {servers} instead."
     )
 
 
@@ -411,11 +413,19 @@ def _raise_interrupted(signum: int, _frame: object) -> None:
 
 def run_pytest(args: list[str], env: dict[str, str]) -> int:
     """Run pytest as a child; an interrupt lets it tear down, then returns."""
+    die = die_with_parent(signal.SIGINT)
+
+    def preexec() -> None:
+        # A shell's background job starts with SIGINT ignored, and Python then never
+        # raises KeyboardInterrupt: pytest must hear the SIGINT we forward.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        die()
+
     child = subprocess.Popen(
         [sys.executable, "-m", "pytest", *args],
         cwd=BACKEND_DIR,
         env=env,
-        preexec_fn=die_with_parent(signal.SIGINT),
+        preexec_fn=preexec,
     )
     interrupted_at: float | None = None
 
@@ -465,7 +475,9 @@ def main(argv: list[str]) -> int:
             postgres=want_postgres, redis=want_redis, report=report
         ) as urls:
             env.update(urls)
-            return run_pytest(argv, env)
+            returncode = run_pytest(argv, env)
+            # Killed by a signal: the shell's convention, 128 + the signal number.
+            return returncode if returncode >= 0 else 128 - returncode
     except LauncherError as error:
         print(error, file=sys.stderr)
         return EXIT_MISSING
