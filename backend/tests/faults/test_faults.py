@@ -217,7 +217,7 @@ def test_worker_killed_mid_expiry_batch_releases_each_once(
 
     # Hold the stock row: the expiry batch blocks inside its transaction, mid-batch.
     blocker = psycopg2.connect(
-        host="127.0.0.1", user="postgres", dbname=_test_db_name()
+        host="127.0.0.1", port=database_port(), user="postgres", dbname=_test_db_name()
     )
     with blocker.cursor() as cursor:
         cursor.execute(
@@ -228,7 +228,7 @@ def test_worker_killed_mid_expiry_batch_releases_each_once(
 
     app.send_task("inventory.expire_reservations", queue=queue)
     watcher = psycopg2.connect(
-        host="127.0.0.1", user="postgres", dbname=_test_db_name()
+        host="127.0.0.1", port=database_port(), user="postgres", dbname=_test_db_name()
     )
     watcher.autocommit = True
 

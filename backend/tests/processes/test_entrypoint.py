@@ -96,7 +96,9 @@ def test_arguments_after_the_role_run_instead(start_entrypoint) -> None:
 @pytest.fixture
 def empty_database(production_env):
     name = f"migtest_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    admin = psycopg2.connect(
+        host="127.0.0.1", port=database_port(), user="postgres", dbname="postgres"
+    )
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
@@ -120,7 +122,9 @@ def test_three_concurrent_migrate_roles_apply_each_migration_once(
         for line in p.lines
         if line.strip().startswith("Applying ")
     ]
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=name)
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=database_port(), user="postgres", dbname=name
+    )
     try:
         with conn.cursor() as cursor:
             cursor.execute(
