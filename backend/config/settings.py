@@ -142,14 +142,16 @@ DJANGO_REDIS_LOGGER = "apps.core.cache"
 # --- Celery (read by config/celery.py with namespace CELERY) ---------------------
 
 CELERY_BROKER_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL or "memory://"
-CELERY_RESULT_BACKEND = REDIS_URL
+# No result backend: tasks record their outcome in the database and nobody waits on
+# a result. Celery's Redis result backend also refuses a plain `rediss://` URL (it
+# demands `ssl_cert_reqs`, celery#8113), which would stop every worker on TLS Redis.
+CELERY_RESULT_BACKEND = None
 # Without a broker (local development) tasks run in-process.
 CELERY_TASK_ALWAYS_EAGER = not (ENV["CELERY_BROKER_URL"] or REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 # Tasks record their outcome in the database; nobody waits on results, and skipping
 # them keeps `.delay()` from also talking to the result backend.
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_RESULT_EXPIRES = 24 * 3600
 # Ack after the task ran, so a task lost with its worker is delivered again...
 CELERY_TASK_ACKS_LATE = True
 # ...including when the pool process dies mid-task (OOM kill, SIGKILL): requeue now.
@@ -185,7 +187,6 @@ _celery_transport = {
     "retry_on_timeout": False,
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = dict(_celery_transport)
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_celery_transport)
 CELERY_REDIS_SOCKET_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 # Publishing retries at most once, quickly: a request must not wait long on Redis.
@@ -208,6 +209,7 @@ CELERY_REDBEAT_KEY_PREFIX = "backend:redbeat:"
 
 HEARTBEAT_DIR: str = ENV["HEARTBEAT_DIR"]
 HEARTBEAT_STALE_SECONDS: int = ENV["HEARTBEAT_STALE_SECONDS"]
+RUN_MIGRATIONS: bool = ENV["RUN_MIGRATIONS"]
 MIGRATION_LOCK_TIMEOUT: int = ENV["MIGRATION_LOCK_TIMEOUT"]
 MIGRATION_WAIT_TIMEOUT: int = ENV["MIGRATION_WAIT_TIMEOUT"]
 DEPENDENCY_WAIT_TIMEOUT: int = ENV["DEPENDENCY_WAIT_TIMEOUT"]
