@@ -26,7 +26,6 @@ ENV = load_or_exit()
 # --- Server socket and workers ------------------------------------------------------
 
 
-
 def _listen_address(port: int) -> str:
     """Listen on every IPv6 and IPv4 address where the kernel has IPv6.
 
