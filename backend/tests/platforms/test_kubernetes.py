@@ -7,6 +7,12 @@ copy with exactly these adaptations (and nothing else):
    `kubectl create secret` step puts in.
 2. The migrate `Job` -> its pod template as a `Pod` (restartPolicy: Never): kube play
    has no kind Job.
+3. Deployments' `replicas` -> 1: podman 4.3 publishes every containerPort on the
+   host, so a second replica collides on the port (Kubernetes gives each pod its own
+   address and publishes nothing).
+4. Volume names made unique per manifest: podman 4.3 backs an `emptyDir` with a
+   volume named after it, which every pod using that name shares (Kubernetes gives
+   each pod its own).
 The image tag placeholder is replaced, as the guide's step 2 tells operators to.
 Probes: podman runs none on its own here (no systemd timers), so each container's
 startup, readiness and liveness probes are run as the kubelet runs them: exec probes
@@ -99,9 +105,19 @@ def adapted(name: str, directory: Path) -> Path:
                 "spec": template["spec"],
             }
             document["metadata"]["name"] = "inventory-migrate"
+        if document["kind"] == "Deployment":
+            document["spec"]["replicas"] = 1
         pod = document["spec"].get("template", document)["spec"]
+        unique = {
+            v["name"]: f"{v['name']}-{uuid.uuid4().hex[:6]}"
+            for v in pod.get("volumes", [])
+        }
+        for volume in pod.get("volumes", []):
+            volume["name"] = unique[volume["name"]]
         for container in pod["containers"]:
             container["image"] = f"localhost/{IMAGE}"
+            for mount in container.get("volumeMounts", []):
+                mount["name"] = unique[mount["name"]]
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     source["configMapRef"] = source.pop("secretRef")
@@ -159,7 +175,8 @@ def run_probe(probe: dict, container: str, network: str) -> tuple[bool, str]:
         response = requests.get(url, timeout=probe.get("timeoutSeconds", 1))
     except requests.RequestException as exc:
         return False, f"GET {url}: {exc}"
-    return 200 <= response.status_code < 400, f"GET {url} -> {response.status_code}"
+    said = f"GET {url} -> {response.status_code} {response.text[:300]}"
+    return 200 <= response.status_code < 400, said
 
 
 def wait_probe(probe: dict, container: str, network: str) -> tuple[float, str]:
@@ -213,9 +230,12 @@ def test_manifests_play_and_every_probe_passes(podman_network, tmp_path) -> None
             if "exec" in probe:
                 # Passed for the right reason: the probe checked this role.
                 assert said.startswith(f"healthy ({role}): "), (role, kind, said)
-        # podman's own conversion of the liveness probe.
-        converted = podman("healthcheck", "run", container, check=False)
-        assert converted.returncode == 0, (role, converted.stdout, converted.stderr)
+        # podman's own conversion of an exec liveness probe. (An httpGet probe it
+        # turns into `curl` inside the container; the image ships no curl, and the
+        # kubelet makes that request itself, as run_probe does above.)
+        if "exec" in probes["livenessProbe"]:
+            converted = podman("healthcheck", "run", container, check=False)
+            assert converted.returncode == 0, (role, converted.stdout)
 
     for role in ROLES:
         container = pod_container(f"inventory-{role}", role)
