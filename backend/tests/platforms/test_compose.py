@@ -189,8 +189,8 @@ def test_compose_stack_as_the_guide_runs_it(stack: Stack) -> None:
     budgets = {"web": 45, "worker": 40, "beat": 15}
     graceful = {
         "web": "Shutting down: Master",
-        "worker": "celery@",
-        "beat": "beat: Shutting down",
+        "worker": "shutdown (MainProcess)",
+        "beat": "beat: Releasing lock",
     }
     for service, budget in budgets.items():
         started = time.monotonic()
