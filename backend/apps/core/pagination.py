@@ -47,6 +47,7 @@ class StrictLimitOffsetPagination(LimitOffsetPagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         limit, offset = super().get_schema_operation_parameters(view)
+        limit["example"], offset["example"] = 20, 40
         limit["schema"] = {
             "type": "integer",
             "minimum": 1,
