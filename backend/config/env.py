@@ -670,6 +670,15 @@ VARIABLES: tuple[Var, ...] = (
         minimum=0.0,
         maximum=1.0,
     ),
+    Var(
+        "RESERVATION_MAX_UNITS_PER_OWNER",
+        "int",
+        "inventory",
+        "Units one account may hold in active reservations at once; a reservation "
+        "above it is 409 reservation_limit_exceeded.",
+        default=1000,
+        minimum=1,
+    ),
 )
 
 REGISTRY: dict[str, Var] = {var.name: var for var in VARIABLES}

@@ -37,11 +37,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First, so that every response (probes, redirects included) carries its id.
+    "apps.core.middleware.RequestIdMiddleware",
     # Probes are answered before anything validates Host or redirects to HTTPS:
     # load balancers probe with the task's private IP over plain HTTP.
     "apps.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -251,6 +252,7 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
+RESERVATION_MAX_UNITS_PER_OWNER: int = ENV["RESERVATION_MAX_UNITS_PER_OWNER"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 
@@ -295,7 +297,7 @@ REST_FRAMEWORK = {
     # Same trusted-proxy count as the client-IP logic; without it DRF trusts any
     # X-Forwarded-For and a client picks its own throttle bucket.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -308,6 +310,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.inventory.schema.add_links",
+    ],
 }
 
 # --- Observability ----------------------------------------------------------------

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Sum
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.core.exceptions import (
@@ -22,6 +24,7 @@ from apps.core.exceptions import (
     ProductExists,
     ProductNotFound,
     ReservationExpired,
+    ReservationLimitExceeded,
     ReservationNotActive,
     ReservationNotFound,
 )
@@ -32,6 +35,8 @@ from apps.inventory.selectors import product_get, stock_available
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 900
+# First key of the advisory lock that serializes one owner's reservations.
+OWNER_LOCK_NAMESPACE = 0x52455356  # "RESV"
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,11 @@ def stock_restock(
     """Add units on hand; the gate gets them after the commit."""
     with transaction.atomic():
         product = product_get(sku=sku, include_inactive=True)
-        Stock.objects.filter(product=product).update(on_hand=F("on_hand") + quantity)
+        updated = Stock.objects.filter(product=product).update(
+            on_hand=F("on_hand") + quantity
+        )
+        if updated != 1:  # a product without its stock row: no ledger row for nothing
+            raise RuntimeError(f"product {sku} has no stock row")
         StockMovement.objects.create(
             product=product,
             kind=StockMovement.Kind.RESTOCK,
@@ -129,6 +138,30 @@ def _admit(*, sku: str, quantity: int) -> tuple[Product, bool]:
         raise
 
 
+def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
+    """Refuse a reservation that takes the owner above their limit of held units.
+
+    Runs inside the reservation's transaction. The advisory lock serializes this
+    owner's reservations only, so two concurrent requests cannot both pass the sum.
+    """
+    limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [OWNER_LOCK_NAMESPACE, owner.pk & 0x7FFFFFFF],
+            )
+    held = (
+        Reservation.objects.filter(
+            owner=owner, status=Reservation.Status.ACTIVE, expires_at__gt=Now()
+        ).aggregate(units=Sum("quantity"))["units"]
+        or 0
+    )
+    if held + quantity > limit:
+        metrics.reservations.labels(result="owner_limit").inc()
+        raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
+
+
 def reservation_create(
     *,
     owner: AbstractBaseUser,
@@ -148,6 +181,7 @@ def reservation_create(
     product, took_from_gate = _admit(sku=sku, quantity=quantity)
     try:
         with transaction.atomic():
+            _owner_limit_check(owner=owner, quantity=quantity)
             # The invariant lives here: one conditional UPDATE, so two requests can
             # never both see the same units as available.
             updated = Stock.objects.filter(
@@ -267,9 +301,13 @@ def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Rese
             expired = True
         else:
             quantity = reservation.quantity
-            Stock.objects.filter(
+            updated = Stock.objects.filter(
                 product_id=reservation.product_id, reserved__gte=quantity
             ).update(on_hand=F("on_hand") - quantity, reserved=F("reserved") - quantity)
+            if updated != 1:  # the CHECK constraints make this unreachable
+                raise RuntimeError(
+                    f"stock of {reservation.product_id} lost reserved units"
+                )
             reservation.status = Reservation.Status.CONFIRMED
             reservation.save(update_fields=["status", "updated_at"])
             StockMovement.objects.create(

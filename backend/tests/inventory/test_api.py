@@ -205,13 +205,13 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
     _, listing = count_queries(lambda: client.get("/api/v1/products/"))
     assert listing == 3
     body = {"sku": product.sku, "quantity": 1}
-    # token, product, BEGIN, conditional UPDATE, INSERT reservation, INSERT ledger,
-    # COMMIT
+    # token, product, BEGIN, owner lock, owner's held units, conditional UPDATE,
+    # INSERT reservation, INSERT ledger, COMMIT
     response, create = count_queries(
         lambda: client.post("/api/v1/reservations/", body, format="json")
     )
     assert response.status_code == 201
-    assert create == 7
+    assert create == 9
     url = f"/api/v1/reservations/{response.json()['id']}/"
     # Sold out in the gate: refused by Redis, only the token lookup hits the database.
     from apps.inventory import gate
