@@ -94,12 +94,12 @@ class ReservationCreate(GenericAPIView):
                 "Idempotency-Key",
                 str,
                 OpenApiParameter.HEADER,
-                description="Replays return the original reservation; reuse with a "
-                "different body is 422.",
+                description="A retry with the same key gets the first request's "
+                "answer (201, same body, header Idempotent-Replayed: true), waiting "
+                "for it if it is still running; reuse with a different body is 422.",
             )
         ],
         responses={
-            200: ReservationOutput,
             201: ReservationOutput,
             **errors(404, 409, 422),
         },
@@ -113,9 +113,12 @@ class ReservationCreate(GenericAPIView):
         result = services.reservation_create(
             owner=request.user, idempotency_key=key, **data.validated_data
         )
+        # A replay answers exactly as the first request did.
+        headers = {} if result.created else {"Idempotent-Replayed": "true"}
         return Response(
             ReservationOutput(result.reservation).data,
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+            status=status.HTTP_201_CREATED,
+            headers=headers,
         )
 
 
