@@ -355,22 +355,24 @@ def reservations_expire(*, batch_size: int = 500) -> int:
 def _expire_batch(*, batch_size: int) -> int:
     with transaction.atomic():
         rows = list(
-            Reservation.objects.select_for_update(skip_locked=True)
+            # Only the reservation rows are locked, not the products joined in.
+            Reservation.objects.select_for_update(skip_locked=True, of=("self",))
             # The database's clock: a worker whose clock runs ahead must not
             # expire reservations early.
             .filter(status=Reservation.Status.ACTIVE, expires_at__lte=Now())
             .order_by("pk")
-            .values_list("pk", "product_id", "quantity")[:batch_size]
+            .values_list("pk", "product_id", "product__sku", "quantity")[:batch_size]
         )
         if not rows:
             return 0
         per_product: defaultdict[int, int] = defaultdict(int)
-        for _, product_id, quantity in rows:
+        skus: dict[int, str] = {}
+        for _, product_id, sku, quantity in rows:
             per_product[product_id] += quantity
+            skus[product_id] = sku
         # One UPDATE per stock row, in product order: a hot row is held for one
-        # statement rather than one per reservation, and two sweeps (or a sweep
-        # and a cancel) lock the rows they share in the same order, so they cannot
-        # deadlock.
+        # statement rather than one per reservation, and two sweeps lock the rows
+        # they share in the same order, so they cannot deadlock.
         for product_id in sorted(per_product):
             quantity = per_product[product_id]
             updated = Stock.objects.filter(
@@ -378,7 +380,7 @@ def _expire_batch(*, batch_size: int) -> int:
             ).update(reserved=F("reserved") - quantity)
             if updated != 1:  # the CHECK constraints make this unreachable
                 raise RuntimeError(f"stock of {product_id} lost reserved units")
-        Reservation.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+        Reservation.objects.filter(pk__in=[pk for pk, _, _, _ in rows]).update(
             status=Reservation.Status.EXPIRED, updated_at=Now()
         )
         StockMovement.objects.bulk_create(
@@ -390,10 +392,9 @@ def _expire_batch(*, batch_size: int) -> int:
                 reserved_delta=-quantity,
                 reservation_id=pk,
             )
-            for pk, product_id, quantity in rows
+            for pk, product_id, _, quantity in rows
         )
-        skus = dict(Product.objects.filter(pk__in=per_product).values_list("pk", "sku"))
-        returns = {skus[product_id]: per_product[product_id] for product_id in skus}
+        returns = {skus[product_id]: units for product_id, units in per_product.items()}
 
         def give_back() -> None:
             for sku, quantity in returns.items():

@@ -260,7 +260,7 @@ def test_a_poison_task_ends_in_failed_tasks_after_bounded_deliveries(
         starts = redis_client.llen(f"test:{marker}:starts")
         return starts > 6 or FailedTask.objects.filter(task_id=task_id).exists()
 
-    wait_until(settled, 90, "the poison task to be recorded as failed")
+    wait_until(settled, 150, "the poison task to be recorded as failed")
     failed = FailedTask.objects.get(task_id=task_id)
     assert redis_client.llen(f"test:{marker}:starts") == 3
     assert failed.task_name == "tests.kill_own_worker"
