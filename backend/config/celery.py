@@ -19,7 +19,9 @@ from apps.core.runtime_files import heartbeat_file
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("backend")
+# Every task counts its deliveries: a task that kills its worker each time ends as a
+# failed task instead of being redelivered forever (apps/core/deliveries.py).
+app = Celery("backend", task_cls="apps.core.deliveries:DeliveryLimitedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in app.conf.worker_queues]
 app.autodiscover_tasks()
@@ -127,6 +129,16 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
         logger.error("worker metrics port %s unavailable: %s", port, exc)
         return
     logger.info("worker metrics on :%s/metrics", port)
+
+
+@signals.worker_process_init.connect
+def _initialize_task_metrics(**kwargs: Any) -> None:
+    """Export the delivery-limit counter at 0 for every task, so alerts see it."""
+    from apps.core.metrics import celery_task_deliveries_exhausted
+
+    for name in app.tasks:
+        if not name.startswith("celery."):
+            celery_task_deliveries_exhausted.labels(task=name)
 
 
 @signals.worker_process_shutdown.connect

@@ -578,6 +578,16 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
     ),
     Var(
+        "CELERY_TASK_MAX_DELIVERIES",
+        "int",
+        "process",
+        "Deliveries of one task (per retry) before it is recorded as failed instead "
+        "of run again: bounds a task that kills its worker each time.",
+        default=5,
+        minimum=1,
+        maximum=100,
+    ),
+    Var(
         "CELERY_SOFT_SHUTDOWN_TIMEOUT",
         "float",
         "process",

@@ -164,6 +164,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = ENV["CELERY_TASK_SOFT_TIME_LIMIT"]
 # Replace pool processes now and then, so leaks in libraries stay bounded.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = ENV["CELERY_WORKER_MAX_TASKS_PER_CHILD"]
 CELERY_WORKER_CONCURRENCY = ENV["CELERY_WORKER_CONCURRENCY"]
+# Redelivery of a task whose worker died is bounded (apps.core.deliveries); no
+# CELERY_ prefix: it is ours, not a Celery setting.
+TASK_MAX_DELIVERIES: int = ENV["CELERY_TASK_MAX_DELIVERIES"]
 # A worker that lost the broker cannot ack; stop its tasks, they are redelivered.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # SIGTERM is remapped to a cold shutdown by the entrypoint (REMAP_SIGTERM=SIGQUIT);

@@ -44,8 +44,9 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
     {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
     OpenApiParameter.HEADER,
-    description="Replays return the original reservation; reuse with a "
-    "different body is 422.",
+    description="A retry with the same key gets the first request's answer (201, "
+    "same body, header Idempotent-Replayed: true), waiting for it if it is still "
+    "running; reuse with a different body is 422.",
     examples=[OpenApiExample("A client-chosen key", value="order-1001:attempt-1")],
 )
 
@@ -140,7 +141,6 @@ class ReservationCreate(GenericAPIView):
             )
         ],
         responses={
-            200: ReservationOutput,
             201: ReservationOutput,
             **errors(404, 409, 422),
         },
@@ -154,9 +154,12 @@ class ReservationCreate(GenericAPIView):
         result = services.reservation_create(
             owner=request.user, idempotency_key=key, **data.validated_data
         )
+        # A replay answers exactly as the first request did.
+        headers = {} if result.created else {"Idempotent-Replayed": "true"}
         return Response(
             ReservationOutput(result.reservation).data,
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+            status=status.HTTP_201_CREATED,
+            headers=headers,
         )
 
 
