@@ -67,7 +67,8 @@ image-test: venv image
 
 # The shipped deployment files started as each platform starts them: Docker Engine
 # (Compose, ECS, Railway semantics) and podman (Kubernetes manifests).
-platform-test: venv image
+# NO_IMAGE_BUILD=1 reuses the image a previous `make image` built (as .ci/run does).
+platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
 	cd $(BACKEND) && DATABASE_URL=$(DATABASE_URL) REDIS_URL=$(REDIS_URL) IMAGE=$(IMAGE) \
 		$(BIN)/python -m pytest tests/platforms $(PYTEST_ARGS)
 

@@ -64,7 +64,7 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
-def test_plain_port_is_closed_and_untrusted_ca_is_refused(tls_redis) -> None:
+def test_untrusted_ca_is_refused(tls_redis) -> None:
     url, _ = tls_redis
     # Without the CA the certificate does not verify: TLS is really checked.
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
