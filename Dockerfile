@@ -60,6 +60,11 @@ RUN DEBUG=true python manage.py collectstatic --no-input -v0 \
     && rm -f /app/db.sqlite3
 
 USER 1000:1000
+# /tmp is the only writable path (heartbeats, the role file, metrics). Declared as a
+# volume so that platforms mounting a task volume there (ECS Fargate bind volumes)
+# populate it from the image, mode 1777; otherwise it is root-owned 0755 and
+# uid 1000 cannot write (AWS "Bind mounts with Amazon ECS").
+VOLUME ["/tmp"]
 EXPOSE 5000
 # gunicorn drains on SIGTERM; the entrypoint maps SIGTERM to Celery's soft shutdown.
 STOPSIGNAL SIGTERM

@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test docs bench
+.PHONY: help venv run test lint format lock image image-test platform-test docs bench
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -27,6 +27,9 @@ help:
 	@echo "make lock   - recompile the hashed requirement locks from the .in files"
 	@echo "make image  - build the image from the Dockerfile with buildah (tag $(IMAGE))"
 	@echo "make image-test - build, then run the image tests (roles inside the image)"
+	@echo "make platform-test - build, then run Compose, Kubernetes (podman), ECS and"
+	@echo "                     Railway deployments from the shipped files (needs Docker"
+	@echo "                     Engine and podman)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +50,7 @@ run: venv
 
 # exec: make's SIGTERM reaches the launcher, which stops and removes its servers.
 test: venv
-	cd $(BACKEND) && exec $(BIN)/python -m tests.servers --ignore=tests/image $(PYTEST_ARGS)
+	cd $(BACKEND) && exec $(BIN)/python -m tests.servers --ignore=tests/image --ignore=tests/platforms $(PYTEST_ARGS)
 
 # --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
 # --layers=false: buildah 1.28 cannot bind-mount a stage taken from its layer cache
@@ -60,6 +63,12 @@ image:
 
 image-test: venv image
 	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/image $(PYTEST_ARGS)
+
+# The shipped deployment files started as each platform starts them: Docker Engine
+# (Compose, ECS, Railway semantics) and podman (Kubernetes manifests).
+# NO_IMAGE_BUILD=1 reuses the image a previous `make image` built (as .ci/run does).
+platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

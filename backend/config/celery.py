@@ -15,9 +15,13 @@ from typing import Any
 from celery import Celery, bootsteps, signals
 from kombu import Queue
 
+from apps.core.runtime_files import heartbeat_file
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("backend")
+# Every task counts its deliveries: a task that kills its worker each time ends as a
+# failed task instead of being redelivered forever (apps/core/deliveries.py).
+app = Celery("backend", task_cls="apps.core.deliveries:DeliveryLimitedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in app.conf.worker_queues]
 app.autodiscover_tasks()
@@ -127,6 +131,16 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
     logger.info("worker metrics on :%s/metrics", port)
 
 
+@signals.worker_process_init.connect
+def _initialize_task_metrics(**kwargs: Any) -> None:
+    """Export the delivery-limit counter at 0 for every task, so alerts see it."""
+    from apps.core.metrics import celery_task_deliveries_exhausted
+
+    for name in app.tasks:
+        if not name.startswith("celery."):
+            celery_task_deliveries_exhausted.labels(task=name)
+
+
 @signals.worker_process_shutdown.connect
 def _mark_pool_process_dead(pid: int | None = None, **kwargs: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -181,7 +195,7 @@ def _record_failure(
 def heartbeat_path(role: str) -> Path:
     from django.conf import settings
 
-    return Path(settings.HEARTBEAT_DIR) / f"celery-{role}.heartbeat"
+    return heartbeat_file(directory=settings.HEARTBEAT_DIR, role=role)
 
 
 def heartbeat_touch(role: str) -> None:
@@ -191,7 +205,14 @@ def heartbeat_touch(role: str) -> None:
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):
-    """Touch the worker heartbeat file every few seconds while the consumer runs."""
+    """Keep the worker heartbeat file fresh while the worker runs or reconnects.
+
+    While the consumer runs, its own timer touches the file, so a blocked event
+    loop goes stale. Celery also calls `stop` on every broker reconnection; the
+    worker is then doing the right thing (retrying), and restarting it would only
+    make it fail its dependency wait, so a thread keeps the file fresh until the
+    consumer starts again. Only `shutdown` removes the file.
+    """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
     interval = 5.0
@@ -199,20 +220,44 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref = None
+        self.reconnecting: threading.Event | None = None
 
     def start(self, parent: Any) -> None:
+        self._stop_reconnecting()
         heartbeat_touch("worker")
         self.tref = parent.timer.call_repeatedly(
             self.interval, heartbeat_touch, ("worker",), priority=10
         )
 
     def stop(self, parent: Any) -> None:
+        self._cancel_timer()
+        if self.reconnecting is None:
+            self.reconnecting = threading.Event()
+            threading.Thread(
+                target=self._touch_until_set,
+                args=(self.reconnecting,),
+                name="heartbeat-while-reconnecting",
+                daemon=True,
+            ).start()
+
+    def shutdown(self, parent: Any) -> None:
+        self._cancel_timer()
+        self._stop_reconnecting()
+        heartbeat_path("worker").unlink(missing_ok=True)
+
+    def _touch_until_set(self, done: threading.Event) -> None:
+        while not done.wait(self.interval):
+            heartbeat_touch("worker")
+
+    def _cancel_timer(self) -> None:
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
-        heartbeat_path("worker").unlink(missing_ok=True)
 
-    shutdown = stop
+    def _stop_reconnecting(self) -> None:
+        if self.reconnecting is not None:
+            self.reconnecting.set()
+            self.reconnecting = None
 
 
 app.steps["consumer"].add(WorkerHeartbeat)

@@ -578,6 +578,16 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
     ),
     Var(
+        "CELERY_TASK_MAX_DELIVERIES",
+        "int",
+        "process",
+        "Deliveries of one task (per retry) before it is recorded as failed instead "
+        "of run again: bounds a task that kills its worker each time.",
+        default=5,
+        minimum=1,
+        maximum=100,
+    ),
+    Var(
         "CELERY_SOFT_SHUTDOWN_TIMEOUT",
         "float",
         "process",
@@ -669,6 +679,15 @@ VARIABLES: tuple[Var, ...] = (
         default=0.0,
         minimum=0.0,
         maximum=1.0,
+    ),
+    Var(
+        "RESERVATION_MAX_UNITS_PER_OWNER",
+        "int",
+        "inventory",
+        "Units one account may hold in active reservations at once; a reservation "
+        "above it is 409 reservation_limit_exceeded.",
+        default=1000,
+        minimum=1,
     ),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -24,7 +25,23 @@ ENV = load_or_exit()
 
 # --- Server socket and workers ------------------------------------------------------
 
-bind = f"0.0.0.0:{ENV['PORT']}"
+
+def _listen_address(port: int) -> str:
+    """Listen on every IPv6 and IPv4 address where the kernel has IPv6.
+
+    Railway's private network is IPv6-only; on Linux "[::]" also accepts IPv4
+    (net.ipv6.bindv6only=0, the default). Without IPv6 (disabled in the kernel),
+    IPv4 alone.
+    """
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return f"0.0.0.0:{port}"
+    return f"[::]:{port}"
+
+
+bind = _listen_address(ENV["PORT"])
 workers = worker_count(
     configured=ENV["GUNICORN_WORKERS"], maximum=ENV["GUNICORN_MAX_WORKERS"]
 )

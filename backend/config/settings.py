@@ -37,11 +37,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First, so that every response (probes, redirects included) carries its id.
+    "apps.core.middleware.RequestIdMiddleware",
     # Probes are answered before anything validates Host or redirects to HTTPS:
     # load balancers probe with the task's private IP over plain HTTP.
     "apps.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "apps.core.middleware.RequestIdMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -142,14 +143,16 @@ DJANGO_REDIS_LOGGER = "apps.core.cache"
 # --- Celery (read by config/celery.py with namespace CELERY) ---------------------
 
 CELERY_BROKER_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL or "memory://"
-CELERY_RESULT_BACKEND = REDIS_URL
+# No result backend: tasks record their outcome in the database and nobody waits on
+# a result. Celery's Redis result backend also refuses a plain `rediss://` URL (it
+# demands `ssl_cert_reqs`, celery#8113), which would stop every worker on TLS Redis.
+CELERY_RESULT_BACKEND = None
 # Without a broker (local development) tasks run in-process.
 CELERY_TASK_ALWAYS_EAGER = not (ENV["CELERY_BROKER_URL"] or REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 # Tasks record their outcome in the database; nobody waits on results, and skipping
 # them keeps `.delay()` from also talking to the result backend.
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_RESULT_EXPIRES = 24 * 3600
 # Ack after the task ran, so a task lost with its worker is delivered again...
 CELERY_TASK_ACKS_LATE = True
 # ...including when the pool process dies mid-task (OOM kill, SIGKILL): requeue now.
@@ -161,6 +164,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = ENV["CELERY_TASK_SOFT_TIME_LIMIT"]
 # Replace pool processes now and then, so leaks in libraries stay bounded.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = ENV["CELERY_WORKER_MAX_TASKS_PER_CHILD"]
 CELERY_WORKER_CONCURRENCY = ENV["CELERY_WORKER_CONCURRENCY"]
+# Redelivery of a task whose worker died is bounded (apps.core.deliveries); no
+# CELERY_ prefix: it is ours, not a Celery setting.
+TASK_MAX_DELIVERIES: int = ENV["CELERY_TASK_MAX_DELIVERIES"]
 # A worker that lost the broker cannot ack; stop its tasks, they are redelivered.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # SIGTERM is remapped to a cold shutdown by the entrypoint (REMAP_SIGTERM=SIGQUIT);
@@ -185,7 +191,6 @@ _celery_transport = {
     "retry_on_timeout": False,
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = dict(_celery_transport)
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = dict(_celery_transport)
 CELERY_REDIS_SOCKET_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 # Publishing retries at most once, quickly: a request must not wait long on Redis.
@@ -208,6 +213,7 @@ CELERY_REDBEAT_KEY_PREFIX = "backend:redbeat:"
 
 HEARTBEAT_DIR: str = ENV["HEARTBEAT_DIR"]
 HEARTBEAT_STALE_SECONDS: int = ENV["HEARTBEAT_STALE_SECONDS"]
+RUN_MIGRATIONS: bool = ENV["RUN_MIGRATIONS"]
 MIGRATION_LOCK_TIMEOUT: int = ENV["MIGRATION_LOCK_TIMEOUT"]
 MIGRATION_WAIT_TIMEOUT: int = ENV["MIGRATION_WAIT_TIMEOUT"]
 DEPENDENCY_WAIT_TIMEOUT: int = ENV["DEPENDENCY_WAIT_TIMEOUT"]
@@ -249,6 +255,7 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
+RESERVATION_MAX_UNITS_PER_OWNER: int = ENV["RESERVATION_MAX_UNITS_PER_OWNER"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 
@@ -293,7 +300,7 @@ REST_FRAMEWORK = {
     # Same trusted-proxy count as the client-IP logic; without it DRF trusts any
     # X-Forwarded-For and a client picks its own throttle bucket.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -306,6 +313,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.inventory.schema.add_links",
+    ],
 }
 
 # --- Observability ----------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 
 import redis
@@ -47,3 +48,10 @@ def log_line(*, marker: str) -> None:
 @shared_task(name="tests.record_beat")
 def record_beat(*, marker: str) -> None:
     _redis().rpush(f"test:{marker}:beats", time.time())
+
+
+@shared_task(name="tests.kill_own_worker")
+def kill_own_worker(*, marker: str) -> None:
+    """A poison task: every delivery kills the pool process running it."""
+    _redis().rpush(f"test:{marker}:starts", os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)

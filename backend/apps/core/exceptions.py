@@ -163,3 +163,8 @@ class IdempotencyKeyReused(DomainError):
 class ProductExists(DomainError):
     default_code = "product_exists"
     default_detail = "A product with this SKU exists."
+
+
+class ReservationLimitExceeded(DomainError):
+    default_code = "reservation_limit_exceeded"
+    default_detail = "This account holds the most units allowed in active reservations."

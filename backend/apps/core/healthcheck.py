@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from apps.core.runtime_files import heartbeat_file, role_read
 from config.env import load
 
 
@@ -36,13 +37,17 @@ def check_heartbeat(path: Path, stale_after: float) -> tuple[bool, str]:
 
 def main() -> int:
     config = load()
-    role = config["APP_ROLE"]
     heartbeat_dir = Path(config["HEARTBEAT_DIR"])
+    # The entrypoint's record wins: the role may have come as an argument, which
+    # this process (started by the platform, not by the entrypoint) never saw.
+    role = role_read(directory=heartbeat_dir) or config["APP_ROLE"]
     stale = config["HEARTBEAT_STALE_SECONDS"]
     if role == "web":
         ok, why = check_web(config["PORT"])
     elif role in {"worker", "beat"}:
-        ok, why = check_heartbeat(heartbeat_dir / f"celery-{role}.heartbeat", stale)
+        ok, why = check_heartbeat(
+            heartbeat_file(directory=heartbeat_dir, role=role), stale
+        )
     else:  # migrate: a one-shot job, judged by its exit status
         ok, why = True, "migrate role has no long-running process"
     print(f"{'healthy' if ok else 'unhealthy'} ({role}): {why}")

@@ -28,7 +28,11 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = request_id_get()
+            # django.request logs a 4xx/5xx after the middleware returned and the
+            # context was reset; that record carries the request itself.
+            record.request_id = request_id_get() or getattr(
+                getattr(record, "request", None), "request_id", None
+            )
         task_id = task_id_var.get()
         if task_id and not getattr(record, "task_id", None):
             record.task_id = task_id

@@ -22,6 +22,12 @@ celery_tasks = Counter(
     "Celery tasks finished, by task name and outcome (success, failure, retry).",
     ["task", "outcome"],
 )
+celery_task_deliveries_exhausted = Counter(
+    "celery_task_deliveries_exhausted",
+    "Tasks recorded as failed after CELERY_TASK_MAX_DELIVERIES deliveries without "
+    "finishing (a poison task killing its worker), by task name.",
+    ["task"],
+)
 celery_task_duration = Histogram(
     "celery_task_duration_seconds",
     "Run time of Celery tasks, by task name.",

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from apps.inventory import services
 from apps.inventory.models import Product, Reservation, Stock, StockMovement
 
 
@@ -17,7 +18,32 @@ class ProductAdmin(admin.ModelAdmin):
     list_display = ("sku", "name", "active", "created_at")
     list_filter = ("active",)
     search_fields = ("sku", "name")
-    inlines = [StockInline]
+
+    def get_fields(self, request, obj=None):
+        # A new product starts active with empty stock, as through the API.
+        return ("sku", "name") if obj is None else ("sku", "name", "active")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The SKU keys the Redis counter, reservations and the ledger: fixed for good.
+        return () if obj is None else ("sku",)
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else [StockInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service: the stock row, the gate counter and the same rules
+        # as the API. The admin then logs and redirects with this object.
+        created = services.product_create(
+            sku=obj.sku, name=obj.name, actor=request.user
+        )
+        obj.pk = created.pk
+        obj.active = created.active
+        obj.created_at = created.created_at
+        obj.updated_at = created.updated_at
+        obj._state.adding = False
 
 
 @admin.register(Reservation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from apps.core.exceptions import DomainError
 from apps.inventory import selectors, services
+from apps.inventory.models import SKU_PATTERN
 from apps.inventory.serializers import (
     ErrorOutput,
     ProductCreateInput,
@@ -22,7 +23,32 @@ from apps.inventory.serializers import (
     RestockInput,
 )
 
-IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,255}$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN.strip("^$"))
+EXAMPLE_SKU = "WIDGET-1"
+EXAMPLE_RESERVATION_ID = "0b6f3c1e-6d59-4d7e-9c2a-5a0f4a1f8e21"
+
+SKU_PARAMETER = OpenApiParameter(
+    "sku",
+    {"type": "string", "pattern": SKU_PATTERN},
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("A SKU", value=EXAMPLE_SKU)],
+)
+RESERVATION_ID_PARAMETER = OpenApiParameter(
+    "reservation_id",
+    {"type": "string", "format": "uuid"},
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("A reservation id", value=EXAMPLE_RESERVATION_ID)],
+)
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
+    OpenApiParameter.HEADER,
+    description="A retry with the same key gets the first request's answer (201, "
+    "same body, header Idempotent-Replayed: true), waiting for it if it is still "
+    "running; reuse with a different body is 422.",
+    examples=[OpenApiExample("A client-chosen key", value="order-1001:attempt-1")],
+)
 
 
 class InvalidIdempotencyKey(DomainError):
@@ -52,7 +78,15 @@ class ProductListCreate(GenericAPIView):
         return self.get_paginated_response(ProductOutput(page, many=True).data)
 
     @extend_schema(
-        request=ProductCreateInput, responses={201: ProductOutput, **errors(409)}
+        request=ProductCreateInput,
+        responses={201: ProductOutput, **errors(409)},
+        examples=[
+            OpenApiExample(
+                "A new product",
+                value={"sku": EXAMPLE_SKU, "name": "Widget"},
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         data = ProductCreateInput(data=request.data)
@@ -64,7 +98,9 @@ class ProductListCreate(GenericAPIView):
 class ProductDetail(GenericAPIView):
     serializer_class = ProductOutput
 
-    @extend_schema(responses={200: ProductOutput, **errors(404)})
+    @extend_schema(
+        parameters=[SKU_PARAMETER], responses={200: ProductOutput, **errors(404)}
+    )
     def get(self, request: Request, sku: str) -> Response:
         product = selectors.product_get(sku=sku, include_inactive=request.user.is_staff)
         return Response(ProductOutput(product).data)
@@ -74,7 +110,14 @@ class ProductRestock(GenericAPIView):
     serializer_class = ProductOutput
     permission_classes = [IsAuthenticated, IsAdminUser]
 
-    @extend_schema(request=RestockInput, responses={200: ProductOutput, **errors(404)})
+    @extend_schema(
+        request=RestockInput,
+        parameters=[SKU_PARAMETER],
+        responses={200: ProductOutput, **errors(404)},
+        examples=[
+            OpenApiExample("Ten units", value={"quantity": 10}, request_only=True)
+        ],
+    )
     def post(self, request: Request, sku: str) -> Response:
         data = RestockInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -89,17 +132,15 @@ class ReservationCreate(GenericAPIView):
 
     @extend_schema(
         request=ReservationCreateInput,
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                str,
-                OpenApiParameter.HEADER,
-                description="Replays return the original reservation; reuse with a "
-                "different body is 422.",
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        examples=[
+            OpenApiExample(
+                "Two units for ten minutes",
+                value={"sku": EXAMPLE_SKU, "quantity": 2, "ttl_seconds": 600},
+                request_only=True,
             )
         ],
         responses={
-            200: ReservationOutput,
             201: ReservationOutput,
             **errors(404, 409, 422),
         },
@@ -113,16 +154,22 @@ class ReservationCreate(GenericAPIView):
         result = services.reservation_create(
             owner=request.user, idempotency_key=key, **data.validated_data
         )
+        # A replay answers exactly as the first request did.
+        headers = {} if result.created else {"Idempotent-Replayed": "true"}
         return Response(
             ReservationOutput(result.reservation).data,
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+            status=status.HTTP_201_CREATED,
+            headers=headers,
         )
 
 
 class ReservationDetail(GenericAPIView):
     serializer_class = ReservationOutput
 
-    @extend_schema(responses={200: ReservationOutput, **errors(404)})
+    @extend_schema(
+        parameters=[RESERVATION_ID_PARAMETER],
+        responses={200: ReservationOutput, **errors(404)},
+    )
     def get(self, request: Request, reservation_id: str) -> Response:
         reservation = selectors.reservation_get(
             reservation_id=reservation_id, viewer=request.user
@@ -133,7 +180,11 @@ class ReservationDetail(GenericAPIView):
 class ReservationConfirm(GenericAPIView):
     serializer_class = ReservationOutput
 
-    @extend_schema(request=None, responses={200: ReservationOutput, **errors(404, 409)})
+    @extend_schema(
+        request=None,
+        parameters=[RESERVATION_ID_PARAMETER],
+        responses={200: ReservationOutput, **errors(404, 409)},
+    )
     def post(self, request: Request, reservation_id: str) -> Response:
         reservation = services.reservation_confirm(
             reservation_id=reservation_id, actor=request.user
@@ -144,7 +195,11 @@ class ReservationConfirm(GenericAPIView):
 class ReservationCancel(GenericAPIView):
     serializer_class = ReservationOutput
 
-    @extend_schema(request=None, responses={200: ReservationOutput, **errors(404, 409)})
+    @extend_schema(
+        request=None,
+        parameters=[RESERVATION_ID_PARAMETER],
+        responses={200: ReservationOutput, **errors(404, 409)},
+    )
     def post(self, request: Request, reservation_id: str) -> Response:
         reservation = services.reservation_cancel(
             reservation_id=reservation_id, actor=request.user

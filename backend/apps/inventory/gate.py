@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from apps.inventory import metrics
 
@@ -148,6 +149,41 @@ def gate_compare_and_set(*, sku: str, expected: int | None, value: int) -> bool:
     """Set the counter to `value` if it still holds `expected` (None: missing)."""
     raw = "" if expected is None else str(expected)
     return bool(_client().eval(_COMPARE_AND_SET, 1, gate_key(sku), raw, value))
+
+
+@dataclass(frozen=True)
+class GateRepair:
+    redis_value: int | None
+    database_value: int
+    repaired: bool
+
+
+def gate_repair(*, sku: str, database_available: Callable[[], int]) -> GateRepair:
+    """Set the counter to the database's figure unless traffic touched it meanwhile.
+
+    The counter is read (and WATCHed) first, the database second. Traffic moves
+    the counter before the database when it takes units (the reservation commits
+    later) and after it when it gives units back (a commit, then the give-back).
+    So a database change the counter does not show yet is a take already counted
+    or a give-back still to come: writing the database's figure can only leave the
+    counter too high, which the database refuses safely. Any take, give-back or
+    warm-up between our read and our write, even one that restores the same
+    value, makes Redis drop the write (WATCH): the next run repairs it instead.
+    """
+    with _client().pipeline() as pipe:
+        try:
+            pipe.watch(gate_key(sku))
+            raw = pipe.get(gate_key(sku))
+            in_redis = None if raw is None else int(raw)
+            in_db = database_available()
+            if in_redis == in_db:
+                return GateRepair(in_redis, in_db, repaired=False)
+            pipe.multi()
+            pipe.set(gate_key(sku), in_db)
+            pipe.execute()
+        except WatchError:
+            return GateRepair(in_redis, in_db, repaired=False)
+    return GateRepair(in_redis, in_db, repaired=True)
 
 
 def gate_record_fallback() -> None:

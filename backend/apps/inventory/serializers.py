@@ -1,12 +1,75 @@
-"""API shapes of the inventory (input validation and output only, no logic)."""
+"""API shapes of the inventory (input validation and output only, no logic).
+
+Input fields are strict: they accept exactly what the OpenAPI schema describes. DRF's
+own fields coerce (`"name": 0` becomes "0", `"quantity": "5"` becomes 5, a regex's
+`$` lets a trailing newline through), which makes the schema a lie that generated
+clients and contract tests trip over.
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.inventory.models import RESERVATION_MAX_QUANTITY, SKU_PATTERN
 
 MAX_RESTOCK_QUANTITY = 1_000_000
+NAME_MAX_LENGTH = 200
+# PostgreSQL text cannot hold NUL; everything else is a name someone may use.
+NAME_PATTERN = r"^[^\x00]*$"
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, as given: no coercion from numbers or booleans, no trimming."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "pattern": SKU_PATTERN, "maxLength": 64})
+class SkuField(StrictCharField):
+    """A SKU, matched whole (a regex `$` would let a trailing newline through)."""
+
+    default_error_messages = {"invalid_sku": "1-64 characters of A-Z a-z 0-9 . _ -"}
+    _pattern = re.compile(SKU_PATTERN.removeprefix("^").removesuffix("$"))
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not self._pattern.fullmatch(value):
+            self.fail("invalid_sku")
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": NAME_MAX_LENGTH,
+        "pattern": NAME_PATTERN,
+    }
+)
+class NameField(StrictCharField):
+    pass
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer (1.0 included, as JSON Schema has it); never a string or bool."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, float) and data.is_integer():
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return data
 
 
 class ProductOutput(serializers.Serializer):
@@ -19,18 +82,18 @@ class ProductOutput(serializers.Serializer):
 
 
 class ProductCreateInput(serializers.Serializer):
-    sku = serializers.RegexField(SKU_PATTERN, max_length=64)
-    name = serializers.CharField(max_length=200, trim_whitespace=True)
+    sku = SkuField(max_length=64)
+    name = NameField(max_length=NAME_MAX_LENGTH)
 
 
 class RestockInput(serializers.Serializer):
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_RESTOCK_QUANTITY)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_RESTOCK_QUANTITY)
 
 
 class ReservationCreateInput(serializers.Serializer):
-    sku = serializers.RegexField(SKU_PATTERN, max_length=64)
-    quantity = serializers.IntegerField(min_value=1, max_value=RESERVATION_MAX_QUANTITY)
-    ttl_seconds = serializers.IntegerField(min_value=30, max_value=3600, default=900)
+    sku = SkuField(max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=RESERVATION_MAX_QUANTITY)
+    ttl_seconds = StrictIntegerField(min_value=30, max_value=3600, default=900)
 
 
 class ReservationOutput(serializers.Serializer):

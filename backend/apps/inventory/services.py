@@ -6,22 +6,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import IntegrityError, connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import Now
 
 from apps.core.exceptions import (
     IdempotencyKeyReused,
     InsufficientStock,
     ProductExists,
-    ProductNotFound,
     ReservationExpired,
+    ReservationLimitExceeded,
     ReservationNotActive,
     ReservationNotFound,
 )
@@ -32,6 +35,8 @@ from apps.inventory.selectors import product_get, stock_available
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 900
+# First key of the advisory lock that serializes one owner's reservations.
+OWNER_LOCK_NAMESPACE = 0x52455356  # "RESV"
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,11 @@ def stock_restock(
     """Add units on hand; the gate gets them after the commit."""
     with transaction.atomic():
         product = product_get(sku=sku, include_inactive=True)
-        Stock.objects.filter(product=product).update(on_hand=F("on_hand") + quantity)
+        updated = Stock.objects.filter(product=product).update(
+            on_hand=F("on_hand") + quantity
+        )
+        if updated != 1:  # a product without its stock row: no ledger row for nothing
+            raise RuntimeError(f"product {sku} has no stock row")
         StockMovement.objects.create(
             product=product,
             kind=StockMovement.Kind.RESTOCK,
@@ -93,13 +102,13 @@ def _replay(
     return existing
 
 
-def _admit(*, sku: str, quantity: int) -> tuple[Product, bool]:
-    """Pass the Redis gate, then load the product.
+def _admit(*, sku: str, quantity: int) -> tuple[Product | None, bool]:
+    """Pass the Redis gate; return the product if it was loaded, and whether units
+    were taken from the gate.
 
-    Returns the product and whether units were taken from the gate (to give back on
-    failure). Sold-out traffic is refused by Redis alone, before any database work.
+    Sold-out traffic is refused by Redis alone, before any database work. Nothing
+    here runs after a successful take: the caller owns giving the units back.
     """
-    took = False
     try:
         decision = gate.gate_take(sku=sku, quantity=quantity)
         if decision.missing:
@@ -107,12 +116,15 @@ def _admit(*, sku: str, quantity: int) -> tuple[Product, bool]:
             product = product_get(sku=sku)
             gate.gate_warm(sku=sku, available=stock_available(product_id=product.pk))
             decision = gate.gate_take(sku=sku, quantity=quantity)
+            if decision.admitted:
+                metrics.gate_decisions.labels(outcome="admitted").inc()
+                return product, True
     except gate.GateUnavailable:
         gate.gate_record_fallback()
-        return product_get(sku=sku), False
+        return None, False
     if decision.missing:  # vanished again (flush, eviction): let the database decide
         gate.gate_record_fallback()
-        return product_get(sku=sku), False
+        return None, False
     if not decision.admitted:
         metrics.gate_decisions.labels(outcome="rejected").inc()
         metrics.reservations.labels(result="insufficient_stock").inc()
@@ -120,13 +132,62 @@ def _admit(*, sku: str, quantity: int) -> tuple[Product, bool]:
             sku=sku, requested=quantity, available=max(decision.counter, 0)
         )
     metrics.gate_decisions.labels(outcome="admitted").inc()
-    took = True
-    try:
-        return product_get(sku=sku), took
-    except ProductNotFound:
-        # Deactivated after its counter was warmed: hand the units back.
-        gate.gate_give_back(sku=sku, quantity=quantity)
-        raise
+    return None, True
+
+
+def _lock_idempotency_key(*, owner: AbstractBaseUser, key: str) -> None:
+    """Serialize requests of one owner with one key until this transaction ends.
+
+    A retry sent while the first request is still running waits here, then finds
+    its reservation and replays it, instead of competing with it for the units.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"reservation-idempotency:{owner.pk}:{key}"],
+        )
+
+
+def _reserve_units(*, product_id: int, quantity: int) -> datetime | None:
+    """Move units into reserved if available; return the database's now(), or None.
+
+    One conditional UPDATE, so two requests can never both see the same units as
+    available. It also reads the clock that expiry and confirm compare with, so a
+    skewed container clock cannot shorten or stretch a reservation.
+    """
+    table = connection.ops.quote_name(Stock._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET reserved = reserved + %s"  # noqa: S608 - our table
+            " WHERE product_id = %s AND on_hand >= reserved + %s RETURNING now()",
+            [quantity, product_id, quantity],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
+    """Refuse a reservation that takes the owner above their limit of held units.
+
+    Runs inside the reservation's transaction. The advisory lock serializes this
+    owner's reservations only, so two concurrent requests cannot both pass the sum.
+    """
+    limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [OWNER_LOCK_NAMESPACE, owner.pk & 0x7FFFFFFF],
+            )
+    held = (
+        Reservation.objects.filter(
+            owner=owner, status=Reservation.Status.ACTIVE, expires_at__gt=Now()
+        ).aggregate(units=Sum("quantity"))["units"]
+        or 0
+    )
+    if held + quantity > limit:
+        metrics.reservations.labels(result="owner_limit").inc()
+        raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
 
 
 def reservation_create(
@@ -139,56 +200,57 @@ def reservation_create(
 ) -> ReservationResult:
     """Hold `quantity` units of an active product for `ttl_seconds`."""
     fingerprint = _fingerprint(sku=sku, quantity=quantity, ttl_seconds=ttl_seconds)
-    if idempotency_key:
-        existing = _replay(owner=owner, key=idempotency_key, fingerprint=fingerprint)
-        if existing is not None:
-            metrics.reservations.labels(result="replayed").inc()
-            return ReservationResult(reservation=existing, created=False)
-
-    product, took_from_gate = _admit(sku=sku, quantity=quantity)
+    taken = 0  # units taken from the gate, given back unless the commit succeeds
     try:
-        with transaction.atomic():
-            # The invariant lives here: one conditional UPDATE, so two requests can
-            # never both see the same units as available.
-            updated = Stock.objects.filter(
-                product=product, on_hand__gte=F("reserved") + quantity
-            ).update(reserved=F("reserved") + quantity)
-            if not updated:
-                raise InsufficientStock(
-                    sku=sku,
-                    requested=quantity,
-                    available=max(stock_available(product_id=product.pk), 0),
+        # With a key, the whole request is one transaction holding the key's lock.
+        # Without one, the gate decides before any transaction begins, so sold-out
+        # traffic never touches the database.
+        with transaction.atomic() if idempotency_key else nullcontext():
+            if idempotency_key:
+                _lock_idempotency_key(owner=owner, key=idempotency_key)
+                existing = _replay(
+                    owner=owner, key=idempotency_key, fingerprint=fingerprint
                 )
-            reservation = Reservation.objects.create(
-                product=product,
-                owner=owner,
-                quantity=quantity,
-                expires_at=timezone.now() + timedelta(seconds=ttl_seconds),
-                idempotency_key=idempotency_key or None,
-                request_fingerprint=fingerprint,
-            )
-            StockMovement.objects.create(
-                product=product,
-                kind=StockMovement.Kind.RESERVE,
-                quantity=quantity,
-                on_hand_delta=0,
-                reserved_delta=quantity,
-                reservation=reservation,
-                actor=owner,
-            )
-    except BaseException as exc:
-        # Refused or failed in the database: the gate gets its units back.
-        if took_from_gate:
-            gate.gate_give_back(sku=sku, quantity=quantity)
-        if isinstance(exc, InsufficientStock):
-            metrics.reservations.labels(result="insufficient_stock").inc()
-        if isinstance(exc, IntegrityError) and idempotency_key:
-            # A concurrent request with the same key won the race: replay it.
-            existing = _replay(
-                owner=owner, key=idempotency_key, fingerprint=fingerprint
-            )
-            if existing is not None:
-                return ReservationResult(reservation=existing, created=False)
+                if existing is not None:
+                    metrics.reservations.labels(result="replayed").inc()
+                    return ReservationResult(reservation=existing, created=False)
+            product, took = _admit(sku=sku, quantity=quantity)
+            taken = quantity if took else 0
+            with transaction.atomic(savepoint=False):
+                if product is None:
+                    product = product_get(sku=sku)
+                _owner_limit_check(owner=owner, quantity=quantity)
+                now = _reserve_units(product_id=product.pk, quantity=quantity)
+                if now is None:
+                    metrics.reservations.labels(result="insufficient_stock").inc()
+                    raise InsufficientStock(
+                        sku=sku,
+                        requested=quantity,
+                        available=max(stock_available(product_id=product.pk), 0),
+                    )
+                reservation = Reservation.objects.create(
+                    product=product,
+                    owner=owner,
+                    quantity=quantity,
+                    expires_at=now + timedelta(seconds=ttl_seconds),
+                    idempotency_key=idempotency_key or None,
+                    request_fingerprint=fingerprint,
+                )
+                StockMovement.objects.create(
+                    product=product,
+                    kind=StockMovement.Kind.RESERVE,
+                    quantity=quantity,
+                    on_hand_delta=0,
+                    reserved_delta=quantity,
+                    reservation=reservation,
+                    actor=owner,
+                )
+    except BaseException:
+        # Anything after the take that did not commit (a refusal, an unknown or
+        # inactive SKU, a database error): the gate gets its units back. A process
+        # killed here leaves the counter low until the reconciliation repairs it.
+        if taken:
+            gate.gate_give_back(sku=sku, quantity=taken)
         raise
     metrics.reservations.labels(result="created").inc()
     reservation.product = product
@@ -202,7 +264,16 @@ def _lock_reservations(
 
     With a viewer, only rows the viewer may act on (their own; staff: any).
     """
-    rows = Reservation.objects.select_for_update(of=("self",)).select_related("product")
+    rows = (
+        Reservation.objects.select_for_update(of=("self",))
+        .select_related("product")
+        # Past its deadline by the database's clock, the one expiry compares with.
+        .annotate(
+            past_deadline=ExpressionWrapper(
+                Q(expires_at__lte=Now()), output_field=BooleanField()
+            )
+        )
+    )
     if viewer is not None and not viewer.is_staff:
         rows = rows.filter(owner=viewer)
     return list(rows.filter(pk__in=ids).order_by("pk"))
@@ -256,7 +327,7 @@ def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Rese
             raise ReservationExpired(expires_at=reservation.expires_at.isoformat())
         if reservation.status != Reservation.Status.ACTIVE:
             raise ReservationNotActive(status=reservation.status)
-        if reservation.expires_at <= timezone.now():
+        if reservation.past_deadline:
             # Release it now rather than leave it to the sweep, then refuse.
             _release(
                 reservation=reservation,
@@ -267,9 +338,13 @@ def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Rese
             expired = True
         else:
             quantity = reservation.quantity
-            Stock.objects.filter(
+            updated = Stock.objects.filter(
                 product_id=reservation.product_id, reserved__gte=quantity
             ).update(on_hand=F("on_hand") - quantity, reserved=F("reserved") - quantity)
+            if updated != 1:  # the CHECK constraints make this unreachable
+                raise RuntimeError(
+                    f"stock of {reservation.product_id} lost reserved units"
+                )
             reservation.status = Reservation.Status.CONFIRMED
             reservation.save(update_fields=["status", "updated_at"])
             StockMovement.objects.create(
@@ -301,31 +376,67 @@ def reservation_cancel(*, reservation_id: Any, actor: AbstractBaseUser) -> Reser
     return reservation
 
 
-def reservations_expire(*, batch_size: int = 500, now: Any = None) -> int:
+def reservations_expire(*, batch_size: int = 500) -> int:
     """Expire active reservations past their deadline, in batches; return the count.
 
     SKIP LOCKED lets several workers (or a confirm in progress) share the work
     without waiting on each other; each batch commits on its own.
     """
-    now = now or timezone.now()
     total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                Reservation.objects.select_for_update(skip_locked=True)
-                .filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
-                .order_by("pk")
-                .values_list("pk", flat=True)[:batch_size]
+    while released := _expire_batch(batch_size=batch_size):
+        total += released
+        logger.info("expired reservations batch", extra={"count": released})
+    return total
+
+
+def _expire_batch(*, batch_size: int) -> int:
+    with transaction.atomic():
+        rows = list(
+            # Only the reservation rows are locked, not the products joined in.
+            Reservation.objects.select_for_update(skip_locked=True, of=("self",))
+            # The database's clock: a worker whose clock runs ahead must not
+            # expire reservations early.
+            .filter(status=Reservation.Status.ACTIVE, expires_at__lte=Now())
+            .order_by("pk")
+            .values_list("pk", "product_id", "product__sku", "quantity")[:batch_size]
+        )
+        if not rows:
+            return 0
+        per_product: defaultdict[int, int] = defaultdict(int)
+        skus: dict[int, str] = {}
+        for _, product_id, sku, quantity in rows:
+            per_product[product_id] += quantity
+            skus[product_id] = sku
+        # One UPDATE per stock row, in product order: a hot row is held for one
+        # statement rather than one per reservation, and two sweeps lock the rows
+        # they share in the same order, so they cannot deadlock.
+        for product_id in sorted(per_product):
+            quantity = per_product[product_id]
+            updated = Stock.objects.filter(
+                product_id=product_id, reserved__gte=quantity
+            ).update(reserved=F("reserved") - quantity)
+            if updated != 1:  # the CHECK constraints make this unreachable
+                raise RuntimeError(f"stock of {product_id} lost reserved units")
+        Reservation.objects.filter(pk__in=[pk for pk, _, _, _ in rows]).update(
+            status=Reservation.Status.EXPIRED, updated_at=Now()
+        )
+        StockMovement.objects.bulk_create(
+            StockMovement(
+                product_id=product_id,
+                kind=StockMovement.Kind.EXPIRE,
+                quantity=quantity,
+                on_hand_delta=0,
+                reserved_delta=-quantity,
+                reservation_id=pk,
             )
-            if not ids:
-                return total
-            for reservation in _lock_reservations(ids):
-                _release(
-                    reservation=reservation,
-                    status=Reservation.Status.EXPIRED,
-                    kind=StockMovement.Kind.EXPIRE,
-                    actor=None,
-                )
-            total += len(ids)
-            metrics.expired_reservations.inc(len(ids))
-        logger.info("expired reservations batch", extra={"count": len(ids)})
+            for pk, product_id, _, quantity in rows
+        )
+        returns = {skus[product_id]: units for product_id, units in per_product.items()}
+
+        def give_back() -> None:
+            for sku, quantity in returns.items():
+                gate.gate_give_back(sku=sku, quantity=quantity)
+
+        transaction.on_commit(give_back)
+        metrics.expired_reservations.inc(len(rows))
+    return len(rows)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from celery import shared_task
 from redis.exceptions import LockError, RedisError
 
 from apps.inventory import gate, metrics
 from apps.inventory.models import Stock
+from apps.inventory.selectors import stock_available
 from apps.inventory.services import reservations_expire
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,11 @@ def expire_reservations() -> int:
 
 @shared_task(name="inventory.reconcile_inventory_redis_db", ignore_result=True)
 def reconcile_inventory_redis_db() -> int:
-    """Make every SKU's Redis counter equal the database's available; return repairs."""
+    """Make every SKU's Redis counter equal the database's available; return repairs.
+
+    Races with traffic may leave a counter too high (the database refuses the
+    extra units; the next run repairs it), never too low.
+    """
     if not gate.gate_enabled():
         return 0
     from django_redis import get_redis_connection
@@ -51,22 +57,25 @@ def reconcile_inventory_redis_db() -> int:
             .order_by("product_id")
         )
         for stock in stocks.iterator(chunk_size=1000):
+            # The snapshot only picks candidates: it may be older than the counter.
             sku = stock.product.sku
-            in_redis = gate.gate_read(sku=sku)
-            in_db = stock.available
-            if in_redis == in_db:
+            if gate.gate_read(sku=sku) == stock.available:
                 continue
-            # Compare-and-set: if traffic moved the counter since we read it, leave it
-            # to the next run rather than overwrite a fresher value.
-            if gate.gate_compare_and_set(sku=sku, expected=in_redis, value=in_db):
+            # The repair reads both again, counter first, and writes nothing if
+            # traffic touched the counter meanwhile (see gate_repair).
+            repair = gate.gate_repair(
+                sku=sku,
+                database_available=partial(stock_available, product_id=stock.pk),
+            )
+            if repair.repaired:
                 repairs += 1
                 metrics.reconcile_repairs.inc()
                 logger.warning(
                     "reconciled inventory counter",
                     extra={
                         "sku": sku,
-                        "redis_value": in_redis,
-                        "database_value": in_db,
+                        "redis_value": repair.redis_value,
+                        "database_value": repair.database_value,
                     },
                 )
     finally:

@@ -58,10 +58,7 @@ def test_probes_answer_any_host_over_plain_http(start_gunicorn) -> None:
     )
     body = ready.json()
     assert (ready.status_code, body["status"]) == (200, "ok"), body
-    assert set(body["checks"]) == {"database", "migrations", "redis"}
-    assert all(
-        check["ok"] and check["error"] is None for check in body["checks"].values()
-    )
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "redis": "ok"}
 
     other = requests.get(
         server.base_url + "/api/", headers={"Host": "10.0.3.7", **HTTPS}, timeout=5
@@ -91,8 +88,7 @@ def test_ready_is_503_within_2s_when_database_port_is_closed(start_gunicorn) -> 
     assert ready.status_code == 503
     body = ready.json()
     assert body["status"] == "unavailable"
-    assert body["checks"]["database"]["ok"] is False
-    assert "OperationalError" in body["checks"]["database"]["error"]
+    assert body["checks"]["database"] == "failed"
     assert elapsed < 2.0
     live = requests.get(server.base_url + "/health/", timeout=5)
     assert live.status_code == 200
@@ -106,8 +102,7 @@ def test_ready_is_degraded_when_redis_port_is_closed(start_gunicorn) -> None:
     assert ready.status_code == 200
     body = ready.json()
     assert body["status"] == "degraded"
-    assert body["checks"]["redis"]["ok"] is False
-    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"] == {"database": "ok", "migrations": "ok", "redis": "failed"}
 
 
 def test_request_id_echoed_replaced_and_logged(start_gunicorn) -> None:

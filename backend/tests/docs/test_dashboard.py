@@ -67,7 +67,10 @@ def test_every_queried_metric_is_exported(
         return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
     wait_until(
-        lambda: 'task="inventory.reconcile_inventory_redis_db"' in worker_metrics(),
+        lambda: (
+            'celery_tasks_total{outcome="success",'
+            'task="inventory.reconcile_inventory_redis_db"}' in worker_metrics()
+        ),
         30,
         "both tasks in the worker's metrics",
     )

@@ -174,9 +174,14 @@ def test_postgres_unreachable_then_recovers(
                 break
             time.sleep(0.2)
         assert recovered_at is not None, "did not recover within 10 s"
-        assert (
-            requests.get(f"{server.base_url}/health/ready/", timeout=5).status_code
-            == 200
+        # Each process reuses its readiness result for a second: poll like a balancer.
+        wait_until(
+            lambda: (
+                requests.get(f"{server.base_url}/health/ready/", timeout=5).status_code
+                == 200
+            ),
+            timeout=10,
+            what="readiness after the database came back",
         )
     finally:
         proxy.stop()

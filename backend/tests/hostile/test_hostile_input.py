@@ -214,7 +214,9 @@ def test_spoofed_forwarded_for_is_not_logged_as_the_client(start_gunicorn) -> No
         },
         timeout=5,
     )
-    line = server.wait_for_line(lambda text: "xff-test-000001" in text)
+    line = server.wait_for_line(
+        lambda text: "xff-test-000001" in text and "gunicorn.access" in text
+    )
     assert json.loads(line)["client_ip"] == "203.0.113.9"
 
 

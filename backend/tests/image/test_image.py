@@ -241,9 +241,9 @@ def test_worker_role_runs_a_task_enqueued_from_the_host(run_in, container) -> No
     worker.wait_for_line(
         lambda line: task_id in line and "succeeded" in line, timeout=60
     )
-    health = exec_in(
-        container, "python", "-m", "apps.core.healthcheck", APP_ROLE="worker"
-    )
+    # No APP_ROLE: the probe runs with the image's environment (APP_ROLE=web), as a
+    # platform runs it; the role given as an argument must still be the one checked.
+    health = exec_in(container, "python", "-m", "apps.core.healthcheck")
     assert health.returncode == 0, health.stdout
     assert health.stdout.startswith("healthy (worker): heartbeat /tmp/celery-worker")
 
@@ -255,9 +255,7 @@ def test_beat_role_ticks(run_in, container) -> None:
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        health = exec_in(
-            container, "python", "-m", "apps.core.healthcheck", APP_ROLE="beat"
-        )
+        health = exec_in(container, "python", "-m", "apps.core.healthcheck")
         if health.returncode == 0:
             break
         time.sleep(1)

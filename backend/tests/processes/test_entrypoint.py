@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import psycopg2
 import pytest
+import requests
 
 from tests.conftest import BIN_DIR, ENTRYPOINT, free_port
 from tests.environment import database_port
@@ -74,15 +78,110 @@ def test_gives_up_after_the_timeout_with_the_reason(start_entrypoint) -> None:
     assert "dependency wait timed out after 4s (DEPENDENCY_WAIT_TIMEOUT)" in output
     assert "PostgreSQL unreachable (OperationalError" in output
     assert "Connection refused" in output
-    # Backoff 1, 2, then 1 s (what is left of the 4 s), then the fourth attempt fails.
+    # Backoff 1, 2, then what is left of the 4 s wall clock (just under 1 s), then
+    # the fourth attempt fails at the deadline.
     retries = [
         line.rsplit("retrying in ", 1)[1]
         for line in process.lines
         if line.startswith("attempt ")
     ]
-    assert retries == ["1s", "2s", "1s"]
+    assert retries[:2] == ["1s", "2s"]
+    assert len(retries) == 3
+    assert float(retries[2].removesuffix("s")) <= 1.0
     assert "role process started" not in output
     assert elapsed < 15
+
+
+@pytest.fixture
+def black_hole_port() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers (a hung host)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_wait_deadline_is_wall_clock_for_a_hung_host(
+    start_entrypoint, black_hole_port
+) -> None:
+    # An attempt against a hung host spends the connect timeout once or twice (libpq
+    # may try TLS, then plain): 2-4 s with DB_CONNECT_TIMEOUT=2. Wall clock: two or
+    # three attempts fit in the 6 s deadline. Counting only the sleeps (1 + 2 + 3 s)
+    # would make four attempts, 14-22 s.
+    process = start_entrypoint(
+        "web",
+        *PRINT_STARTED,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{black_hole_port}/app",
+        DB_CONNECT_TIMEOUT="2",
+        DEPENDENCY_WAIT_TIMEOUT="6",
+    )
+    assert process.process.wait(timeout=60) == 1
+    output = "\n".join(process.lines)
+    assert "dependency wait timed out after 6s (DEPENDENCY_WAIT_TIMEOUT)" in output
+    assert "timeout expired" in output
+    retries = [
+        line.rsplit("retrying in ", 1)[1]
+        for line in process.lines
+        if line.startswith("attempt ")
+    ]
+    assert retries[0] == "1s"
+    assert len(retries) <= 2, retries
+    # The command's own wall clock: the deadline plus at most one attempt in flight.
+    gave_up = float(output.split("gave up after ", 1)[1].split("s,", 1)[0])
+    assert 6 <= gave_up < 6 + 4, gave_up
+
+
+def test_web_starts_degraded_while_redis_is_down(start_entrypoint) -> None:
+    port = free_port()
+    process = start_entrypoint(
+        "web",
+        PORT=str(port),
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        DEPENDENCY_WAIT_TIMEOUT="3",
+    )
+    process.wait_for_line(lambda line: "Listening at" in line, 60)
+    response = requests.get(f"{process.base_url}/health/ready/", timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["database"]["ok"] is True
+    output = "\n".join(process.lines)
+    assert "dependencies ready: PostgreSQL (after" in output
+    assert "Redis unreachable (ConnectionError" in output
+    assert "starting without it" in output
+
+
+@pytest.mark.parametrize("role", ["worker", "beat"])
+def test_worker_and_beat_still_require_redis(start_entrypoint, role: str) -> None:
+    process = start_entrypoint(
+        role,
+        *PRINT_STARTED,
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        DEPENDENCY_WAIT_TIMEOUT="2",
+    )
+    assert process.process.wait(timeout=60) == 1
+    output = "\n".join(process.lines)
+    assert "dependency wait timed out after 2s (DEPENDENCY_WAIT_TIMEOUT)" in output
+    assert "Redis unreachable" in output
+    assert "role process started" not in output
 
 
 def test_arguments_after_the_role_run_instead(start_entrypoint) -> None:

@@ -58,6 +58,16 @@ def test_sigterm_completes_in_flight_requests(start_gunicorn) -> None:
     assert stopped_after < 10
 
 
+def test_listens_on_ipv6_and_ipv4(start_gunicorn) -> None:
+    # Railway's private network is IPv6-only; everything else reaches IPv4.
+    server = start_gunicorn()
+    port = server.base_url.rsplit(":", 1)[1]
+    assert any(f"Listening at: http://[::]:{port}" in line for line in server.lines)
+    for host in ("[::1]", "127.0.0.1"):
+        response = requests.get(f"http://{host}:{port}/health/", timeout=5)
+        assert response.status_code == 200, host
+
+
 def test_starts_with_unwritable_home_and_no_control_socket(start_gunicorn) -> None:
     # /proc cannot hold a directory even for root: gunicorn's default control socket
     # under $HOME/.gunicorn would fail there.

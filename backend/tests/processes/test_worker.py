@@ -242,3 +242,43 @@ def test_worker_metrics_count_task_outcomes(start_worker, send, redis_client) ->
         'celery_task_duration_seconds_count{task="tests.log_line"} 1.0',
     )
     wait_until(lambda: all(line in scrape() for line in wanted), 20, "metrics")
+
+
+def test_a_poison_task_ends_in_failed_tasks_after_bounded_deliveries(
+    start_worker, send, redis_client
+) -> None:
+    from apps.core.models import FailedTask
+    from tests.conftest import free_port
+
+    port = free_port()
+    marker = uuid.uuid4().hex
+    worker = start_worker(WORKER_METRICS_PORT=str(port), CELERY_TASK_MAX_DELIVERIES="3")
+    task_id = send("tests.kill_own_worker", marker=marker)
+
+    def settled() -> bool:
+        # Without a bound the kills go on: stop looking well past the bound.
+        starts = redis_client.llen(f"test:{marker}:starts")
+        return starts > 6 or FailedTask.objects.filter(task_id=task_id).exists()
+
+    wait_until(settled, 150, "the poison task to be recorded as failed")
+    failed = FailedTask.objects.get(task_id=task_id)
+    assert redis_client.llen(f"test:{marker}:starts") == 3
+    assert failed.task_name == "tests.kill_own_worker"
+    assert failed.kwargs == {"marker": marker}
+    assert failed.exception == (
+        f"DeliveryLimitExceeded('tests.kill_own_worker[{task_id}] was delivered "
+        "4 times (limit 3) without finishing')"
+    )
+    line = worker.wait_for_line(lambda text: '"CRITICAL"' in text and task_id in text)
+    assert json.loads(line)["task_name"] == "tests.kill_own_worker"
+
+    def scrape() -> str:
+        import requests
+
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+    wanted = 'celery_task_deliveries_exhausted_total{task="tests.kill_own_worker"} 1.0'
+    wait_until(lambda: wanted in scrape(), 20, "the delivery-limit metric")
+    # The worker goes on with other work.
+    send("tests.log_line", marker=marker)
+    wait_until(lambda: redis_client.get(f"test:{marker}:done"), 30, "next task")

@@ -12,6 +12,8 @@ from django.db import OperationalError, connections
 
 # A fixed application-wide key: every release and replica contends for the same lock.
 MIGRATION_LOCK_KEY = 0x0B4C_E5D0
+# SQLSTATE of a lock wait cancelled by lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 class Command(BaseCommand):
@@ -27,16 +29,23 @@ class Command(BaseCommand):
         timeout_ms = settings.MIGRATION_LOCK_TIMEOUT * 1000
         started = time.monotonic()
         with connection.cursor() as cursor:
+            # The request-sized statement_timeout (DB_STATEMENT_TIMEOUT_MS) would cancel
+            # the lock wait before MIGRATION_LOCK_TIMEOUT and any long DDL (an index
+            # build). RESET below restores the connection's own value.
+            cursor.execute("SET statement_timeout = 0")
             cursor.execute(f"SET lock_timeout = {int(timeout_ms)}")
             self.stderr.write("waiting for the migration lock")
             try:
                 cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
             except OperationalError as exc:
-                raise CommandError(
-                    "migration lock wait timed out after "
-                    f"{settings.MIGRATION_LOCK_TIMEOUT}s (MIGRATION_LOCK_TIMEOUT): "
-                    f"another replica holds it ({exc})".strip()
-                ) from None
+                detail = str(exc).strip()
+                if getattr(exc.__cause__, "pgcode", None) == LOCK_NOT_AVAILABLE:
+                    raise CommandError(
+                        "migration lock wait timed out after "
+                        f"{settings.MIGRATION_LOCK_TIMEOUT}s (MIGRATION_LOCK_TIMEOUT): "
+                        f"another replica holds it ({detail})"
+                    ) from None
+                raise CommandError(f"migration lock wait failed: {detail}") from None
             cursor.execute("SET lock_timeout = 0")
             self.stderr.write(
                 f"migration lock acquired after {time.monotonic() - started:.1f}s"
@@ -45,4 +54,5 @@ class Command(BaseCommand):
                 call_command("migrate", interactive=False, verbosity=1)
             finally:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
+                cursor.execute("RESET statement_timeout")
                 self.stderr.write("migration lock released")

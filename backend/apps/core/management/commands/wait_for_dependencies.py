@@ -12,13 +12,11 @@ from django.db import connections
 BACKOFF_CAP_SECONDS = 5.0
 
 
-def backoff_delays(timeout: float, cap: float = BACKOFF_CAP_SECONDS):
-    """Yield 1, 2, 4, 5, 5, ... seconds (capped) until the timeout is spent."""
-    delay, spent = 1.0, 0.0
-    while spent < timeout:
-        step = min(delay, cap, timeout - spent)
-        yield step
-        spent += step
+def backoff_delays(cap: float = BACKOFF_CAP_SECONDS):
+    """Yield 1, 2, 4, 5, 5, ... seconds (capped); the caller keeps the deadline."""
+    delay = 1.0
+    while True:
+        yield min(delay, cap)
         delay *= 2
 
 
@@ -53,13 +51,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout", type=float, default=settings.DEPENDENCY_WAIT_TIMEOUT
         )
+        parser.add_argument(
+            "--redis",
+            choices=("required", "optional"),
+            default="required",
+            help="optional: go on without Redis once PostgreSQL answers (web serves "
+            "degraded without it; worker and beat cannot run without their broker).",
+        )
 
-    def handle(self, *args: Any, timeout: float, **options: Any) -> None:
+    def handle(self, *args: Any, timeout: float, redis: str, **options: Any) -> None:
         checks = {"PostgreSQL": _database_ok}
         if settings.REDIS_URL:
             checks["Redis"] = _redis_ok
+        required = set(checks) - ({"Redis"} if redis == "optional" else set())
+        # Wall-clock: a black-holed host spends its connect timeout on every attempt,
+        # which a budget counting only the sleeps would not see.
         started = time.monotonic()
-        delays = backoff_delays(timeout)
+        deadline = started + timeout
+        delays = backoff_delays()
         attempt = 0
         while True:
             attempt += 1
@@ -71,18 +80,34 @@ class Command(BaseCommand):
                     failures[name] = f"{type(exc).__name__}: {exc}".strip().replace(
                         "\n", " "
                     )
-            if not failures:
+            elapsed = time.monotonic() - started
+            if not failures.keys() & required:
+                ready = [name for name in checks if name not in failures]
                 self.stderr.write(
-                    f"dependencies ready: {', '.join(checks)} "
-                    f"(after {time.monotonic() - started:.1f}s, attempt {attempt})"
+                    f"dependencies ready: {', '.join(ready)} "
+                    f"(after {elapsed:.1f}s, attempt {attempt})"
                 )
+                for name, reason in failures.items():
+                    self.stderr.write(
+                        f"{name} unreachable ({reason}); starting without it: "
+                        "the app serves degraded until it is back"
+                    )
                 return
             reasons = "; ".join(f"{k} unreachable ({v})" for k, v in failures.items())
-            delay = next(delays, None)
-            if delay is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise CommandError(
                     f"dependency wait timed out after {timeout:g}s "
-                    f"(DEPENDENCY_WAIT_TIMEOUT): {reasons}"
+                    f"(DEPENDENCY_WAIT_TIMEOUT): {reasons}; gave up after "
+                    f"{elapsed:.1f}s, attempt {attempt}"
                 )
-            self.stderr.write(f"attempt {attempt}: {reasons}; retrying in {delay:g}s")
+            delay = min(next(delays), remaining)
+            self.stderr.write(
+                f"attempt {attempt}: {reasons}; retrying in {_seconds(delay)}"
+            )
             time.sleep(delay)
+
+
+def _seconds(value: float) -> str:
+    """Say 1s, 2s for whole seconds and 0.8s otherwise."""
+    return f"{value:g}s" if value == int(value) else f"{value:.1f}s"

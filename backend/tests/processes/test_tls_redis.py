@@ -1,0 +1,138 @@
+"""Redis over TLS (`rediss://`, as ElastiCache in-transit encryption needs it).
+
+A throwaway CA and server certificate made with openssl, Debian's redis-server on a
+TLS-only port, and the URL exactly as the guide documents it (no query parameters).
+The clients trust the private CA through OpenSSL's own SSL_CERT_FILE, as an operator
+with a private CA would; ElastiCache's certificates need nothing (public CA).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from celery import Celery
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import free_port, run_python, with_venv_path
+from tests.processes.test_worker import wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A TLS-only redis-server; yields its rediss:// URL and the CA file."""
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            "-out", "ca.crt", "-days", "1", "-subj", "/CN=Throwaway test CA",
+            cwd=tmp_path)  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
+            "-out", "server.csr", "-subj", "/CN=localhost", cwd=tmp_path)  # fmt: skip
+    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.crt", "-days", "1",
+            "-extfile", "san.cnf", cwd=tmp_path)  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port),
+         "--tls-cert-file", "server.crt", "--tls-key-file", "server.key",
+         "--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no",
+         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, ssl_ca_certs=str(tmp_path / "ca.crt"))
+    wait_until(lambda: _pings(client), 10, "TLS redis-server")
+    yield url, tmp_path / "ca.crt"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
+
+
+def test_untrusted_ca_is_refused(tls_redis) -> None:
+    url, _ = tls_redis
+    # Without the CA the certificate does not verify: TLS is really checked.
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        redis.Redis.from_url(url).ping()
+
+
+def test_web_worker_and_beat_run_on_rediss(
+    tls_redis, start_entrypoint, production_env, make_product, user, tmp_path
+) -> None:
+    url, ca = tls_redis
+    tls = {"REDIS_URL": url, "SSL_CERT_FILE": str(ca)}
+    queue = f"tls-{uuid.uuid4().hex[:8]}"
+
+    port = free_port()
+    web = start_entrypoint("web", PORT=str(port), **tls)
+    web.wait_for_line(lambda line: "Listening at" in line, 60)
+    worker = start_entrypoint(
+        "worker", "celery", "-A", "config", "worker", "--include",
+        "tests.worker_tasks", "--without-gossip", "--without-mingle",
+        CELERY_WORKER_QUEUES=queue, CELERY_WORKER_CONCURRENCY="1", **tls,
+    )  # fmt: skip
+    worker.wait_for_line(lambda line: "ready." in line, 60)
+    beat = start_entrypoint("beat", **tls)
+
+    # The cache and the readiness check reach Redis over TLS.
+    ready = requests.get(f"{web.base_url}/health/ready/", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["status"] == "ok", ready.text
+
+    # The gate: a reservation takes units from the counter in the TLS Redis.
+    from apps.inventory.gate import gate_key
+
+    product = make_product(on_hand=5)
+    token = Token.objects.create(user=user)
+    reserved = requests.post(
+        f"{web.base_url}/api/v1/reservations/",
+        json={"sku": product.sku, "quantity": 2},
+        headers={
+            "Authorization": f"Token {token.key}",
+            "Host": "localhost",
+            "X-Forwarded-Proto": "https",
+        },
+        timeout=10,
+    )
+    assert reserved.status_code == 201, reserved.text
+    client = redis.Redis.from_url(url, ssl_ca_certs=str(ca), decode_responses=True)
+    assert client.get(gate_key(product.sku)) == "3"
+
+    # A task round-trips through the TLS broker.
+    marker = uuid.uuid4().hex
+    sender = Celery(broker=url, broker_use_ssl={"ssl_ca_certs": str(ca)})
+    sender.send_task("tests.log_line", kwargs={"marker": marker}, queue=queue)
+    wait_until(lambda: client.get(f"test:{marker}:done"), 30, "task over TLS")
+
+    # Beat holds its RedBeat lock in the TLS Redis and keeps its heartbeat fresh.
+    probe_env = with_venv_path(
+        {**production_env, "HEARTBEAT_DIR": str(tmp_path), **tls}
+    )
+    wait_until(
+        lambda: (
+            run_python(["-m", "apps.core.healthcheck"], env=probe_env).returncode == 0
+        ),
+        60,
+        "beat heartbeat",
+    )
+    wait_until(lambda: client.exists("backend:redbeat::lock"), 30, "RedBeat lock")
+    for process in (web, worker, beat):
+        assert process.process.poll() is None, process.lines
+        assert not [line for line in process.lines if "Traceback" in line], (
+            process.lines
+        )
