@@ -128,8 +128,9 @@ def test_alert_rules_parse_and_have_the_structure_prometheus_loads() -> None:
     document = _load("alerts.yml")
     assert rule_file_problems(document) == []
     alerts = [r["alert"] for g in document["groups"] for r in g["rules"]]
-    assert len(alerts) == 10
+    assert len(alerts) == 11
     assert "InventoryHigh5xxRatio" in alerts
+    assert "InventoryPoisonTask" in alerts
 
 
 def test_rule_check_rejects_what_prometheus_would() -> None:
