@@ -4,7 +4,6 @@ JSON parser that turns pathological documents into 400s."""
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from django.conf import settings
@@ -28,9 +27,9 @@ def window_count(*, key: str, seconds: int) -> int | None:
     """Count one more event under `key` for a window of `seconds`; return the count.
 
     One Redis command (INCR) per call; only the first event of a window also sets
-    its expiry. The key names its window, so a key whose EXPIRE was lost (process
-    killed between the two) is never read again. None when Redis is down: callers
-    fail open instead of locking everybody out.
+    its expiry, so `key` must name its window: if that EXPIRE is lost with a killed
+    process, the key outlives its window but is never read again. None when Redis
+    is down: callers fail open instead of locking everybody out.
     """
     if not settings.REDIS_URL:  # embedded development cache (no Redis)
         if cache.add(key, 1, seconds):
@@ -69,11 +68,16 @@ class ThrottledTokenAuthentication(TokenAuthentication):
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
             ip = client_ip(request._request)
-            window = int(time.time() // AUTH_FAILURE_WINDOW_SECONDS)
-            failures = window_count(
-                key=f"auth-failures:{ip}:{window}",
-                seconds=AUTH_FAILURE_WINDOW_SECONDS,
-            )
+            key = f"auth-failures:{ip}"
+            # The window starts at the IP's first failure and lasts a minute.
+            if cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS):
+                failures = 1
+            else:
+                try:
+                    failures = cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
+                    failures = 1
             if failures is not None and failures > settings.AUTH_FAILURE_LIMIT:
                 if failures == settings.AUTH_FAILURE_LIMIT + 1:
                     logger.warning("token guessing throttled", extra={"client_ip": ip})

@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "backend:auth:tokens-revoked"
+CHANNEL_PREFIX = "backend:auth:tokens-revoked"
 # Bounds the memory of a process that sees many distinct tokens.
 MAX_ENTRIES = 10_000
 LISTENER_RETRY_SECONDS = 1.0
@@ -82,6 +83,15 @@ class TokenCache:
 token_cache = TokenCache()
 _listener_pid: int | None = None
 _listener_lock = threading.Lock()
+# Set while this process's listener is subscribed (tests wait for it).
+listening = threading.Event()
+
+
+def revocation_channel(redis_url: str) -> str:
+    """Return the channel of one Redis database: channels are server-wide, and
+    deployments sharing a server keep apart by database number."""
+    database = urlsplit(redis_url).path.strip("/") or "0"
+    return f"{CHANNEL_PREFIX}:db{database}"
 
 
 def token_cache_lookup(key: str) -> tuple[Any, Any] | None:
@@ -115,7 +125,9 @@ def tokens_revoke(*, keys: Iterable[str] = (), user_ids: Iterable[Any] = ()) -> 
 
         message = json.dumps({"keys": keys, "user_ids": user_ids})
         try:
-            get_redis_connection("default").publish(CHANNEL, message)
+            get_redis_connection("default").publish(
+                revocation_channel(settings.REDIS_URL), message
+            )
         except RedisError as exc:
             logger.warning(
                 "token revocation not broadcast (Redis: %s); other processes drop "
@@ -158,14 +170,17 @@ def _listen(url: str, connect_timeout: float) -> None:
                 health_check_interval=LISTENER_POLL_SECONDS,
             )
             pubsub = client.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(revocation_channel(url))
+            pubsub.get_message(timeout=connect_timeout)  # the confirmation
             # Revocations published while unsubscribed were missed: start afresh.
             token_cache.clear()
+            listening.set()
             while True:
                 message = pubsub.get_message(timeout=LISTENER_POLL_SECONDS)
                 if message is not None:
                     _apply(message.get("data"))
         except Exception as exc:  # noqa: BLE001 - the listener must outlive outages
+            listening.clear()
             logger.warning("token revocation listener reconnecting: %s", exc)
             time.sleep(LISTENER_RETRY_SECONDS)
 
@@ -198,7 +213,10 @@ def connect_signals() -> None:
     # The admin deletes TokenProxy rows: the signal names the proxy as its sender.
     for model in (Token, TokenProxy):
         post_delete.connect(
-            token_deleted, sender=model, dispatch_uid=f"token-revoke-{model.__name__}"
+            token_deleted,
+            sender=model,
+            weak=False,  # local functions: a weak reference would die at once
+            dispatch_uid=f"token-revoke-{model.__name__}",
         )
-    post_save.connect(user_changed, sender=user_model, dispatch_uid="user-saved")
-    post_delete.connect(user_changed, sender=user_model, dispatch_uid="user-deleted")
+    for signal, uid in ((post_save, "user-saved"), (post_delete, "user-deleted")):
+        signal.connect(user_changed, sender=user_model, weak=False, dispatch_uid=uid)
