@@ -135,7 +135,14 @@ def test_accepted_reservation_query_count_is_pinned(
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
     # Product, stock update, reservation, ledger row; the transaction is a
     # savepoint here because the test itself runs inside one.
-    assert statements == ["SELECT", "SAVEPOINT", "UPDATE", "INSERT", "INSERT", "RELEASE"]
+    assert statements == [
+        "SELECT",
+        "SAVEPOINT",
+        "UPDATE",
+        "INSERT",
+        "INSERT",
+        "RELEASE",
+    ]
     # Rate window, counter read, then the take script (its GET and DECRBY).
     assert commands == {"incrby": 1, "get": 2, "eval": 1, "decrby": 1}
     assert int(private_redis.get(gate.gate_key(product.sku))) == 3
