@@ -1,4 +1,4 @@
-"""Middleware made cheap keeps its behaviour: messages for the admin, request metrics."""
+"""Cheaper middleware keeps its behaviour: admin messages, request metrics."""
 
 from __future__ import annotations
 
