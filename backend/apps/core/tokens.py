@@ -160,6 +160,7 @@ def _ensure_listener() -> None:
 def _listen(url: str, connect_timeout: float) -> None:
     import redis
 
+    subscribed_before = False
     while True:
         try:
             client = redis.Redis.from_url(
@@ -172,8 +173,12 @@ def _listen(url: str, connect_timeout: float) -> None:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(revocation_channel(url))
             pubsub.get_message(timeout=connect_timeout)  # the confirmation
-            # Revocations published while unsubscribed were missed: start afresh.
-            token_cache.clear()
+            if subscribed_before:
+                # Revocations published while disconnected were missed: start
+                # afresh. (The first subscription follows the process's start by
+                # milliseconds; a revocation in that gap is bounded by the TTL.)
+                token_cache.clear()
+            subscribed_before = True
             listening.set()
             while True:
                 message = pubsub.get_message(timeout=LISTENER_POLL_SECONDS)

@@ -18,7 +18,7 @@ from tests.conftest import run_python, token_client
 
 @pytest.fixture(autouse=True)
 def _empty_token_cache():
-    # A listener that subscribes empties the cache: let that happen first.
+    # Revocations from other processes need the listener subscribed.
     tokens._ensure_listener()
     assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
     tokens.token_cache.clear()

@@ -30,8 +30,7 @@ FIXED_NOW = 1_800_000_000.0
 def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
     """Point the cache, the gate and the throttle at a redis-server of our own."""
     # This process's revocation listener stays on the shared test Redis: its own
-    # commands must not be counted. Subscribing empties the token cache: wait for
-    # it before warming the cache.
+    # commands must not be counted.
     tokens._ensure_listener()
     assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
     port = free_port()
