@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib import messages
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpResponse
@@ -44,3 +46,11 @@ def test_request_metrics_are_still_counted(user, make_product) -> None:
     for _ in range(3):
         assert client.get(f"/api/v1/products/{product.sku}/").status_code == 200
     assert REGISTRY.get_sample_value(name, labels) - before == 3
+
+
+def test_client_errors_are_not_logged_twice(user, caplog) -> None:
+    client = token_client(user)
+    with caplog.at_level("INFO"):
+        assert client.get("/api/v1/products/NO-SUCH-SKU/").status_code == 404
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert logging.getLogger("django.request").getEffectiveLevel() == logging.ERROR
