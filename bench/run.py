@@ -256,7 +256,16 @@ def hot_sku_run(port: int, token: str) -> dict[str, float]:
                 remaining[0] -= 1
                 started = time.perf_counter()
                 writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    # The server closed this keep-alive connection before reading
+                    # the request (idle timeout, a worker recycled after
+                    # max_requests): send it again on a new one, as clients do.
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
                 status = int(head.split(b" ", 2)[1])
                 length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
                 await reader.readexactly(length)
