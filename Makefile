@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test platform-test docs bench
+.PHONY: help venv run test lint format lock image image-test platform-test docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -74,6 +74,10 @@ platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
 bench: venv
 	@command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/run.py
+
+# Where one request's time goes: a profile of N in-process requests (bench/README.md).
+bench-profile: venv
+	$(BIN)/python bench/profile_requests.py
 
 docs: venv
 	cd $(BACKEND) && $(BIN)/python -m config.docs

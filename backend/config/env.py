@@ -378,6 +378,17 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
     ),
     Var(
+        "AUTH_TOKEN_CACHE_SECONDS",
+        "float",
+        "http",
+        "Seconds a web process reuses a verified API token without asking the "
+        "database; a token revoked outside the app stops working after at most "
+        "this long (deleting it through the app revokes it at once). 0 disables.",
+        default=5.0,
+        minimum=0,
+        maximum=300,
+    ),
+    Var(
         "API_THROTTLE_USER",
         "str",
         "http",

@@ -50,9 +50,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "apps.core.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "apps.core.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -104,7 +104,8 @@ else:  # DEBUG with no database configured: the embedded default.
     }
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    # Prometheus query metrics, health checks only for idle connections (see there).
+    DATABASES["default"]["ENGINE"] = "apps.core.db"
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options["connect_timeout"] = ENV["DB_CONNECT_TIMEOUT"]
     # A runaway query is cancelled by the server instead of pinning a worker.
@@ -256,6 +257,7 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
 RESERVATION_MAX_UNITS_PER_OWNER: int = ENV["RESERVATION_MAX_UNITS_PER_OWNER"]
+AUTH_TOKEN_CACHE_SECONDS: float = ENV["AUTH_TOKEN_CACHE_SECONDS"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 

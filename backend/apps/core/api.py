@@ -14,10 +14,44 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
 from apps.core.client_ip import client_ip
+from apps.core.tokens import token_cache_lookup, token_cache_store
 
 logger = logging.getLogger(__name__)
+# Rate-limited (CACHE_ERROR_LOG_INTERVAL): an outage logs once per interval.
+cache_logger = logging.getLogger("apps.core.cache")
 
 AUTH_FAILURE_WINDOW_SECONDS = 60
+
+
+def window_count(*, key: str, seconds: int) -> int | None:
+    """Count one more event under `key` for a window of `seconds`; return the count.
+
+    One Redis command (INCR) per call; only the first event of a window also sets
+    its expiry, so `key` must name its window: if that EXPIRE is lost with a killed
+    process, the key outlives its window but is never read again. None when Redis
+    is down: callers fail open instead of locking everybody out.
+    """
+    if not settings.REDIS_URL:  # embedded development cache (no Redis)
+        if cache.add(key, 1, seconds):
+            return 1
+        try:
+            return cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, seconds)
+            return 1
+    from django_redis import get_redis_connection
+    from redis.exceptions import RedisError
+
+    redis_key = cache.make_key(key)
+    try:
+        client = get_redis_connection("default")
+        count = client.incr(redis_key)
+        if count == 1:
+            client.expire(redis_key, seconds)
+    except RedisError as exc:
+        cache_logger.warning("window counter unavailable: %s", exc, exc_info=exc)
+        return None
+    return count
 
 
 class ThrottledTokenAuthentication(TokenAuthentication):
@@ -26,7 +60,9 @@ class ThrottledTokenAuthentication(TokenAuthentication):
     DRF runs throttles after authentication, so a wrong token is a 401 every time
     and throttling never sees it; the failures are counted here instead. Only
     failures are counted and refused: a valid token or session from the same
-    address (an office behind one NAT) keeps working while the guessing is refused.
+    address (an office behind one NAT) keeps working while the guessing is refused,
+    and costs the brake nothing. Verified tokens are reused from the process's cache
+    (apps.core.tokens).
     """
 
     def authenticate(self, request: Request) -> Any:
@@ -41,6 +77,14 @@ class ThrottledTokenAuthentication(TokenAuthentication):
                     logger.warning("token guessing throttled", extra={"client_ip": ip})
                 raise exceptions.Throttled(wait=AUTH_FAILURE_WINDOW_SECONDS) from None
             raise
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        cached = token_cache_lookup(key)
+        if cached is not None:
+            return cached
+        user, token = super().authenticate_credentials(key)
+        token_cache_store(key=key, user=user, token=token)
+        return user, token
 
 
 def _count_failure(key: str) -> int | None:
@@ -85,17 +129,9 @@ class FixedWindowRateMixin:
             return True
         now = self.timer()
         window = int(now // self.duration)
-        self.key = f"{ident_key}:{window}"
         self.window_end = (window + 1) * self.duration
-        if not self.cache.add(self.key, 1, self.duration + 1):
-            try:
-                count = self.cache.incr(self.key)
-            except ValueError:  # expired between add and incr
-                self.cache.add(self.key, 1, self.duration + 1)
-                count = 1
-        else:
-            count = 1
-        # With Redis down the cache answers None: do not lock everybody out.
+        count = window_count(key=f"{ident_key}:{window}", seconds=self.duration + 1)
+        # With Redis down the counter is None: do not lock everybody out.
         return count is None or count <= self.num_requests
 
     def wait(self) -> float:

@@ -12,3 +12,7 @@ class CoreConfig(AppConfig):
         # Django uses its broker settings (not Celery's default amqp://localhost).
         import config.celery  # noqa: F401
         from apps.core import checks  # noqa: F401
+        from apps.core.tokens import connect_signals
+
+        # Deleting a token (or changing its user) drops it from every process's cache.
+        connect_signals()

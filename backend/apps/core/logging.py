@@ -128,6 +128,11 @@ def logging_config(
             # Everything propagates to the root's single stdout handler.
             "django": {"level": level, "handlers": [], "propagate": True},
             "django.server": {"level": level, "handlers": [], "propagate": True},
+            # Django logs every 4xx as a WARNING: a sold-out 409 or a wrong token's
+            # 401 is ordinary traffic, already one access-log line each, and the
+            # second line doubled the logging cost of refused reservations. 5xx
+            # stay, with their traceback.
+            "django.request": {"level": "ERROR", "handlers": [], "propagate": True},
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"level": level, "handlers": [], "propagate": True},
             "celery": {"level": level, "handlers": [], "propagate": True},

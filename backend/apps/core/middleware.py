@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.messages.middleware import MessageMiddleware
 from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject, empty
+from django_prometheus import middleware as prometheus_middleware
 
 from apps.core.client_ip import client_ip
 from apps.core.context import request_id_accept, request_id_var
@@ -84,3 +87,43 @@ class BodySizeLimitMiddleware:
                 f"Request body above {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             )
         return self.get_response(request)
+
+
+class LazyMessageMiddleware(MessageMiddleware):
+    """Django's messages, with the storage built on first use (the admin) instead of
+    on every API request (a cookie and a session storage each time)."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        from django.contrib.messages.storage import default_storage
+
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(
+        self, request: HttpRequest, response: HttpResponse
+    ) -> HttpResponse:
+        messages = getattr(request, "_messages", None)
+        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
+            return response  # never used: nothing to store
+        return super().process_response(request, response)
+
+
+class PrometheusAfterMiddleware(prometheus_middleware.PrometheusAfterMiddleware):
+    """django_prometheus's request metrics (same names and labels), with each
+    labelled series looked up once per process instead of ~10 times per request."""
+
+    max_series = 10_000
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._series: dict[tuple, object] = {}
+
+    def label_metric(self, metric, request, response=None, **labels):
+        if not labels:
+            return metric
+        key = (id(metric), *labels.items())
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) >= self.max_series:
+                self._series.clear()
+            series = self._series[key] = metric.labels(**labels)
+        return series

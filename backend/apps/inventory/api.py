@@ -102,8 +102,10 @@ class ProductDetail(GenericAPIView):
         parameters=[SKU_PARAMETER], responses={200: ProductOutput, **errors(404)}
     )
     def get(self, request: Request, sku: str) -> Response:
-        product = selectors.product_get(sku=sku, include_inactive=request.user.is_staff)
-        return Response(ProductOutput(product).data)
+        # Already in ProductOutput's shape: no serializer on the hottest read.
+        return Response(
+            selectors.product_detail(sku=sku, include_inactive=request.user.is_staff)
+        )
 
 
 class ProductRestock(GenericAPIView):

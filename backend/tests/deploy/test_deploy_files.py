@@ -48,9 +48,10 @@ def test_dockerfile_is_hadolint_clean() -> None:
 def test_dockerfile_essentials() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for needle in (
-        "FROM ${PYTHON_IMAGE} AS wheels",
+        "FROM ${PYTHON_IMAGE} AS venv",
         "--require-hashes",
-        "--no-index --find-links=/wheels",
+        "pip uninstall --yes setuptools wheel pip",
+        "COPY --from=venv /opt/venv /opt/venv",
         "USER 1000:1000",
         "EXPOSE 5000",
         "STOPSIGNAL SIGTERM",

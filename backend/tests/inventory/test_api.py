@@ -197,24 +197,24 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
     for _ in range(3):
         make_product(on_hand=1)
     client = client_for(user)
-    client.get("/api/v1/products/")  # warm the token lookup path once
+    client.get("/api/v1/products/")  # warms the token cache: no token query below
 
-    # token auth (1) + select product with stock (1)
+    # select product with stock (1)
     _, detail = count_queries(lambda: client.get(f"/api/v1/products/{product.sku}/"))
-    assert detail == 2
-    # token auth + count + page with stock joined (no N+1 over 4 products)
+    assert detail == 1
+    # count + page with stock joined (no N+1 over 4 products)
     _, listing = count_queries(lambda: client.get("/api/v1/products/"))
-    assert listing == 3
+    assert listing == 2
     body = {"sku": product.sku, "quantity": 1}
-    # token, product, BEGIN, owner lock, owner's held units, conditional UPDATE,
+    # product, BEGIN, owner lock, owner's held units, conditional UPDATE,
     # INSERT reservation, INSERT ledger, COMMIT
     response, create = count_queries(
         lambda: client.post("/api/v1/reservations/", body, format="json")
     )
     assert response.status_code == 201
-    assert create == 9
+    assert create == 8
     url = f"/api/v1/reservations/{response.json()['id']}/"
-    # Sold out in the gate: refused by Redis, only the token lookup hits the database.
+    # Sold out in the gate: refused by Redis, nothing reaches the database.
     from apps.inventory import gate
 
     gate.gate_compare_and_set(sku=product.sku, expected=49, value=0)
@@ -222,10 +222,9 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
         lambda: client.post("/api/v1/reservations/", body, format="json")
     )
     assert refused.status_code == 409
-    assert sold_out == 1
+    assert sold_out == 0
     _, get_one = count_queries(lambda: client.get(url))
-    assert get_one == 2
-    # token, BEGIN, lock own row, UPDATE stock, UPDATE reservation, INSERT ledger,
-    # COMMIT
+    assert get_one == 1
+    # BEGIN, lock own row, UPDATE stock, UPDATE reservation, INSERT ledger, COMMIT
     _, confirm = count_queries(lambda: client.post(url + "confirm/"))
-    assert confirm == 7
+    assert confirm == 6

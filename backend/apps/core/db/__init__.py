@@ -1,0 +1,1 @@
+"""The project's PostgreSQL backend (ENGINE "apps.core.db"): see base.py."""

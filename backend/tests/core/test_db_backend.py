@@ -1,0 +1,70 @@
+"""The PostgreSQL backend: health checks only for idle connections, query metrics."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from django.db import connections
+from prometheus_client import REGISTRY
+
+from apps.core.db.base import HEALTH_CHECK_IDLE_SECONDS
+
+
+def executed() -> float:
+    labels = {"alias": "default", "vendor": "postgresql"}
+    return REGISTRY.get_sample_value("django_db_execute_total", labels) or 0.0
+
+
+def health_check(connection, *, idle_for: float) -> float:
+    """Run the health check as a request would; return the statements it sent."""
+    connection.health_check_done = False
+    connection.last_used_at = connection.clock() - idle_for
+    before = executed()
+    connection.close_if_health_check_failed()
+    return executed() - before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_busy_connection_is_trusted_idle_one_is_checked() -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    assert connection.health_check_enabled
+    assert health_check(connection, idle_for=0) == 0
+    assert health_check(connection, idle_for=HEALTH_CHECK_IDLE_SECONDS - 0.01) == 0
+    assert health_check(connection, idle_for=HEALTH_CHECK_IDLE_SECONDS) == 1
+    assert connection.connection is not None  # it answered: kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_idle_connection_killed_by_the_server_is_replaced() -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    pid = connection.connection.get_backend_pid()
+    settings = connection.settings_dict
+    admin = psycopg2.connect(
+        host=settings["HOST"], user=settings["USER"], dbname="postgres"
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    admin.close()
+
+    health_check(connection, idle_for=HEALTH_CHECK_IDLE_SECONDS)
+    assert connection.connection is None  # closed, not handed to a request
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    assert connection.connection.get_backend_pid() != pid
+
+
+def test_a_query_counts_once_with_its_duration(db) -> None:
+    labels = {"alias": "default", "vendor": "postgresql"}
+    before = executed()
+    observed = REGISTRY.get_sample_value(
+        "django_db_query_duration_seconds_count", labels
+    )
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert executed() - before == 1
+    after = REGISTRY.get_sample_value("django_db_query_duration_seconds_count", labels)
+    assert after - observed == 1

@@ -1,0 +1,114 @@
+"""Verified tokens are reused in process, and revoked tokens stop working: at once
+when the app deletes them (in any process), within AUTH_TOKEN_CACHE_SECONDS when
+something else does."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+
+from apps.core import tokens
+from tests.conftest import run_python, token_client
+
+
+@pytest.fixture(autouse=True)
+def _empty_token_cache():
+    # Revocations from other processes need the listener subscribed.
+    tokens._ensure_listener()
+    assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
+    tokens.token_cache.clear()
+    yield
+    tokens.token_cache.clear()
+
+
+def products(client) -> int:
+    return client.get("/api/v1/products/").status_code
+
+
+def test_token_is_verified_once_then_served_from_the_cache(user) -> None:
+    client = token_client(user)
+    assert products(client) == 200
+    key = Token.objects.get(user=user).key
+    cached_user, cached_token = tokens.token_cache.get(key)
+    assert (cached_user.pk, cached_token.key) == (user.pk, key)
+
+
+def test_token_deleted_through_the_app_stops_working_at_once(
+    user, django_capture_on_commit_callbacks
+) -> None:
+    client = token_client(user)
+    assert products(client) == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        Token.objects.get(user=user).delete()
+    assert products(client) == 401
+
+
+def test_deactivated_user_stops_working_at_once(
+    user, django_capture_on_commit_callbacks
+) -> None:
+    client = token_client(user)
+    assert products(client) == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        user.is_active = False
+        user.save()
+    assert products(client) == 401
+
+
+def test_token_revoked_outside_the_app_stops_within_the_cache_time(
+    user, monkeypatch
+) -> None:
+    client = token_client(user)
+    now = time.monotonic()
+    monkeypatch.setattr(tokens, "clock", lambda: now)
+    assert products(client) == 200
+    with connection.cursor() as cursor:  # no signal: the cache cannot know
+        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+
+    ttl = settings.AUTH_TOKEN_CACHE_SECONDS
+    assert ttl == 5.0  # the documented default
+    monkeypatch.setattr(tokens, "clock", lambda: now + ttl - 0.001)
+    assert products(client) == 200
+    monkeypatch.setattr(tokens, "clock", lambda: now + ttl)
+    assert products(client) == 401
+
+
+@override_settings(AUTH_TOKEN_CACHE_SECONDS=0)
+def test_cache_time_zero_checks_the_database_every_time(user) -> None:
+    client = token_client(user)
+    assert products(client) == 200
+    assert len(tokens.token_cache) == 0
+    Token.objects.filter(user=user).update(key="0" * 40)
+    assert products(client) == 401
+
+
+@pytest.mark.slow
+@override_settings(AUTH_TOKEN_CACHE_SECONDS=300)
+def test_token_deleted_by_another_process_is_dropped_through_redis(
+    production_env, user
+) -> None:
+    client = token_client(user)
+    key = Token.objects.get(user=user).key
+    assert products(client) == 200
+
+    result = run_python(
+        [
+            "manage.py",
+            "shell",
+            "-c",
+            "from rest_framework.authtoken.models import Token;"
+            f"Token.objects.get(key='{key}').delete()",
+        ],
+        env=production_env,
+    )
+    assert result.returncode == 0, result.stderr
+
+    deadline = time.monotonic() + 10
+    while tokens.token_cache.get(key) is not None:
+        assert time.monotonic() < deadline, "revocation never arrived"
+        time.sleep(0.02)
+    assert products(client) == 401

@@ -1,0 +1,147 @@
+"""What one request costs in PostgreSQL queries and Redis commands, counted exactly.
+
+Redis commands are counted by a private redis-server's INFO commandstats (every
+command, including those a Lua script runs), so that no other client's traffic is
+counted. Queries are counted with CaptureQueriesContext.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from apps.core import tokens
+from apps.core.api import UserRateThrottle
+from apps.inventory import gate
+from tests.conftest import free_port, start_redis, token_client
+
+# A fixed throttle clock: warm-up and measured requests share one rate window.
+FIXED_NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
+    """Point the cache, the gate and the throttle at a redis-server of our own."""
+    # This process's revocation listener stays on the shared test Redis: its own
+    # commands must not be counted.
+    tokens._ensure_listener()
+    assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
+    port = free_port()
+    process = start_redis(port, tmp_path)
+    url = f"redis://127.0.0.1:{port}/0"
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["LOCATION"] = url
+    monkeypatch.setattr(UserRateThrottle, "timer", lambda self: FIXED_NOW)
+    try:
+        with override_settings(REDIS_URL=url, CACHES=caches):
+            yield redis.Redis(port=port, decode_responses=True)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def command_counts(client: redis.Redis) -> dict[str, int]:
+    return {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in client.info("commandstats").items()
+    }
+
+
+def commands_during(client: redis.Redis, action) -> tuple[dict[str, int], object]:
+    """Run `action`; return the Redis commands it sent and its result."""
+    before = command_counts(client)
+    result = action()
+    after = command_counts(client)
+    after["info"] -= 1  # the INFO that took `before`
+    delta = {k: v - before.get(k, 0) for k, v in after.items()}
+    return {k: v for k, v in delta.items() if v}, result
+
+
+def test_warm_product_get_costs_one_query_and_one_redis_command(
+    private_redis, user, make_product
+) -> None:
+    product = make_product(on_hand=7)
+    client = token_client(user)
+    url = f"/api/v1/products/{product.sku}/"
+    assert client.get(url).status_code == 200  # warms the token cache and window
+
+    with CaptureQueriesContext(connection) as queries:
+        commands, response = commands_during(private_redis, lambda: client.get(url))
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "sku": product.sku,
+        "name": product.name,
+        "active": True,
+        "on_hand": 7,
+        "reserved": 0,
+        "available": 7,
+    }
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
+    assert "authtoken" not in queries.captured_queries[0]["sql"]
+    assert commands == {"incrby": 1}  # the per-user rate window
+
+
+def test_refused_reservation_on_sold_out_sku_costs_no_query_and_two_redis_commands(
+    private_redis, user, make_product
+) -> None:
+    product = make_product(on_hand=0)
+    gate.gate_warm(sku=product.sku, available=0)
+    client = token_client(user)
+    body = {"sku": product.sku, "quantity": 1}
+    assert client.post("/api/v1/reservations/", body, format="json").status_code == 409
+
+    with CaptureQueriesContext(connection) as queries:
+        commands, response = commands_during(
+            private_redis,
+            lambda: client.post("/api/v1/reservations/", body, format="json"),
+        )
+
+    assert response.status_code == 409
+    assert response.json()["error"]["details"] == {
+        "sku": product.sku,
+        "requested": 1,
+        "available": 0,
+    }
+    assert queries.captured_queries == []
+    # The rate window, then the gate's counter read: no script for a refusal.
+    assert commands == {"incrby": 1, "get": 1}
+
+
+def test_accepted_reservation_query_count_is_pinned(
+    private_redis, user, make_product
+) -> None:
+    product = make_product(on_hand=5)
+    gate.gate_warm(sku=product.sku, available=5)
+    client = token_client(user)
+    body = {"sku": product.sku, "quantity": 1}
+    assert client.post("/api/v1/reservations/", body, format="json").status_code == 201
+
+    with CaptureQueriesContext(connection) as queries:
+        commands, response = commands_during(
+            private_redis,
+            lambda: client.post("/api/v1/reservations/", body, format="json"),
+        )
+
+    assert response.status_code == 201
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    # Product, stock update, reservation, ledger row; the transaction is a
+    # savepoint here because the test itself runs inside one.
+    assert statements == [
+        "SELECT",
+        "SAVEPOINT",
+        "UPDATE",
+        "INSERT",
+        "INSERT",
+        "RELEASE",
+    ]
+    # Rate window, counter read, then the take script (its GET and DECRBY).
+    assert commands == {"incrby": 1, "get": 2, "eval": 1, "decrby": 1}
+    assert int(private_redis.get(gate.gate_key(product.sku))) == 3
