@@ -42,7 +42,10 @@ def test_idle_connection_killed_by_the_server_is_replaced() -> None:
     pid = connection.connection.get_backend_pid()
     settings = connection.settings_dict
     admin = psycopg2.connect(
-        host=settings["HOST"], user=settings["USER"], dbname="postgres"
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        dbname="postgres",
     )
     admin.autocommit = True
     with admin.cursor() as cursor:
