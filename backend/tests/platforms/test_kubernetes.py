@@ -56,7 +56,7 @@ def container_spec(name: str) -> dict:
 @pytest.fixture
 def podman_network() -> Iterator[str]:
     assert shutil.which("podman"), (
-        "podman is missing (../shared/container/setup-podman.sh)"
+        "podman is missing: apt-get install podman runc catatonit"
     )
     name = f"k8s-{uuid.uuid4().hex[:8]}"
     podman("network", "create", name)
