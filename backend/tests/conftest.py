@@ -299,20 +299,10 @@ def make_product(staff) -> Callable[..., object]:
 
 def start_redis(port: int, tmp_path) -> subprocess.Popen:
     """Start a private redis-server (fault tests cut it, never the shared one)."""
+    from tests.servers import redis_server_argv
+
     process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
+        redis_server_argv(binary="redis-server", port=port, directory=tmp_path),
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10

@@ -292,6 +292,23 @@ def _redis_ready(port: int) -> bool:
         return False
 
 
+def redis_server_argv(*, binary: str, port: int, directory: Path) -> list[str]:
+    """Return the command of a throwaway redis-server: loopback only, no persistence."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+
+
 def start_redis(binary: Path, base: Path) -> Server:
     """Start redis-server on a free port, without persistence."""
     data = base / "redis"
@@ -301,19 +318,7 @@ def start_redis(binary: Path, base: Path) -> Server:
         port = free_port()
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [
-                    str(binary),
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(data),
-                ],
+                redis_server_argv(binary=str(binary), port=port, directory=data),
                 cwd=data,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -80,16 +80,18 @@ def test_gives_up_after_the_timeout_with_the_reason(start_entrypoint) -> None:
     assert "Connection refused" in output
     # Backoff 1, 2, then what is left of the 4 s wall clock (just under 1 s), then
     # the fourth attempt fails at the deadline.
-    retries = [
-        line.rsplit("retrying in ", 1)[1]
-        for line in process.lines
-        if line.startswith("attempt ")
-    ]
+    retries = announced_retries(process.lines)
     assert retries[:2] == ["1s", "2s"]
     assert len(retries) == 3
     assert float(retries[2].removesuffix("s")) <= 1.0
     assert "role process started" not in output
     assert elapsed < 15
+
+
+def announced_retries(lines: list[str]) -> list[str]:
+    """The delays the wait announced, in order ("1s", "2s", "0.8s", ...)."""
+    announced = [line for line in lines if line.startswith("attempt ")]
+    return [line.rsplit("retrying in ", 1)[1] for line in announced]
 
 
 @pytest.fixture
@@ -137,11 +139,7 @@ def test_wait_deadline_is_wall_clock_for_a_hung_host(
     output = "\n".join(process.lines)
     assert "dependency wait timed out after 6s (DEPENDENCY_WAIT_TIMEOUT)" in output
     assert "timeout expired" in output
-    retries = [
-        line.rsplit("retrying in ", 1)[1]
-        for line in process.lines
-        if line.startswith("attempt ")
-    ]
+    retries = announced_retries(process.lines)
     assert retries[0] == "1s"
     assert len(retries) <= 2, retries
     # The command's own wall clock: the deadline plus at most one attempt in flight.
