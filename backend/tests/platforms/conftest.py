@@ -23,7 +23,9 @@ from tests.conftest import BACKEND_DIR, BIN_DIR
 ROOT = BACKEND_DIR.parent
 # The image as buildah built it (make image), and its name inside Docker.
 IMAGE = os.environ.get("IMAGE", "inventory-backend:test")
-DOCKER_IMAGE = "inventory-backend:platform-test"
+# Derived from IMAGE so that two checkouts testing different builds on one engine
+# never overwrite each other's image.
+DOCKER_IMAGE = f"{IMAGE.replace(':', '-')}:platform-test"
 BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 
 pytestmark = pytest.mark.slow
