@@ -236,20 +236,48 @@ def reset_hot_sku(gate: bool) -> None:
         client.set(f"inventory:available:{HOT_SKU}", HOT_STOCK)
 
 
-def hot_sku_run(port: int, token: str) -> dict[str, float]:
+def hot_buyers() -> list[str]:
+    """One account per client, as at a launch: many buyers, one SKU.
+
+    With a single account every attempt also queued on that owner's unit-limit lock,
+    so the benchmark measured one buyer's serialization, not the SKU's.
+    """
+    script = (
+        "from django.contrib.auth import get_user_model;"
+        "from rest_framework.authtoken.models import Token;"
+        "User = get_user_model();"
+        f"users = [User.objects.create_user(f'buyer{{n}}') for n in range({HOT_CLIENTS})];"
+        "print(' '.join(Token.objects.create(user=u).key for u in users))"
+    )
+    out = subprocess.run(
+        [str(BIN / "python"), "manage.py", "shell", "-c", script],
+        cwd=BACKEND,
+        env=env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1].split()
+
+
+def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
     body = json.dumps({"sku": HOT_SKU, "quantity": 1}).encode()
-    request = (
-        "POST /api/v1/reservations/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Authorization: Token {token}\r\nContent-Type: application/json\r\n"
-        f"X-Forwarded-Proto: https\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    requests = [
+        (
+            "POST /api/v1/reservations/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {token}\r\nContent-Type: application/json\r\n"
+            f"X-Forwarded-Proto: https\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for token in tokens
+    ]
     remaining = [HOT_ATTEMPTS]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
     # One event loop drives the 64 keep-alive clients: Python threads made the load
     # generator itself the bottleneck (the GIL), not the server.
-    async def client() -> None:
+    async def client(request: bytes) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while remaining[0] > 0:
@@ -276,7 +304,7 @@ def hot_sku_run(port: int, token: str) -> dict[str, float]:
 
     async def clients() -> None:
         await asyncio.wait_for(
-            asyncio.gather(*(client() for _ in range(HOT_CLIENTS))), timeout=600
+            asyncio.gather(*(client(request) for request in requests)), timeout=600
         )
 
     started = time.perf_counter()
@@ -304,7 +332,8 @@ def hot_sku_run(port: int, token: str) -> dict[str, float]:
     }
 
 
-def hot_sku(token: str) -> dict:
+def hot_sku() -> dict:
+    tokens = hot_buyers()
     results = {}
     for label, gate in (("gate", True), ("database_only", False)):
         overrides = {} if gate else {"REDIS_URL": ""}
@@ -313,7 +342,7 @@ def hot_sku(token: str) -> dict:
             runs = []
             for _ in range(RUNS):
                 reset_hot_sku(gate)
-                runs.append(hot_sku_run(server.port, token))
+                runs.append(hot_sku_run(server.port, tokens))
         finally:
             server.stop()
         results[label] = median_of(runs)
@@ -403,7 +432,7 @@ def main() -> int:
             shipped.stop()
             plain.stop()
     if selected("hot_sku"):
-        results["hot_sku"] = hot_sku(token)
+        results["hot_sku"] = hot_sku()
     if selected("cold_start"):
         results["cold_start"] = cold_start()
     if ONLY:  # a partial run: print it, keep the recorded full run

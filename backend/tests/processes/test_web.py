@@ -154,3 +154,46 @@ def test_gunicorn_reports_the_computed_worker_count(start_gunicorn) -> None:
     assert '"workers": 3' in line
     assert '"worker_class": "gthread"' in line
     assert '"threads": 2' in line
+
+
+def test_workers_fork_from_a_preloaded_master_and_metrics_add_up(
+    start_gunicorn,
+) -> None:
+    token = "p" * 40
+    server = start_gunicorn(METRICS_TOKEN=token, GUNICORN_WORKERS="3")
+    master = server.process.pid
+    # preload_app: the master imported the application (psycopg2's C extension is
+    # mapped into it), so forked workers start with it loaded.
+    maps = Path(f"/proc/{master}/maps").read_text()
+    assert "psycopg2/_psycopg" in maps
+    children = Path(f"/proc/{master}/task/{master}/children")
+    deadline = time.monotonic() + 10
+    while len(children.read_text().split()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(children.read_text().split()) == 3
+
+    # Concurrent requests land on several workers; the scrape sums every worker's
+    # counts exactly (a worker writing into the master's inherited metric files
+    # would lose or double some).
+    https = {"X-Forwarded-Proto": "https"}
+
+    def post() -> None:
+        requests.post(server.base_url + "/nope/", headers=https, timeout=10)
+
+    threads = [threading.Thread(target=post) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    response = requests.get(
+        server.base_url + "/metrics",
+        headers={"Authorization": f"Bearer {token}", **https},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    posts = [
+        line
+        for line in response.text.splitlines()
+        if line.startswith('django_http_requests_total_by_method_total{method="POST"}')
+    ]
+    assert posts == ['django_http_requests_total_by_method_total{method="POST"} 30.0']
