@@ -6,7 +6,7 @@
 #   A COMMAND after the role runs instead of the role's process, after the same
 #   validation and waits (e.g. `entrypoint.sh web python manage.py shell`).
 # Every rule about variables lives in config/env.py; this script only asks it.
-# The steps before exec run in one Python process: manage.py prestart.
+# The steps before exec run in one Python process: apps/core/management/commands/prestart.py.
 set -Eeuo pipefail
 
 log() {
@@ -38,7 +38,7 @@ export APP_ROLE="${role}"
 #    (PROMETHEUS_MULTIPROC_DIR, the beat schedule path); its stdout stays the log.
 log "validating configuration"
 exec 4>&1
-if ! assignments=$(python manage.py prestart "${role}" --exports-fd 3 3>&1 1>&4); then
+if ! assignments=$(python -m apps.core.management.commands.prestart "${role}" --exports-fd 3 3>&1 1>&4); then
   log "not started: see the lines above"
   exit 1
 fi

@@ -4,6 +4,11 @@ Each Python start costs ~0.4 s of a container's cold start, so the steps share o
 record the role, wait for dependencies, handle migrations, prepare the metrics
 directory. The shell assignments the role's process needs go to `--exports-fd`
 (the entrypoint evals them); stdout stays the log stream.
+
+The entrypoint runs this module directly (`python -m
+apps.core.management.commands.prestart ROLE`), not through manage.py: manage.py
+loads every app (~1 s) before any command, and a web container that does not
+migrate only needs the settings and two connections (see `main`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.management.commands import wait_for_dependencies
 from apps.core.runtime_files import role_file
 
 ROLES = ("web", "worker", "beat", "migrate")
@@ -40,15 +48,31 @@ class Command(BaseCommand):
         self._record_role(runtime_dir, role)
 
         self.stderr.write("waiting for dependencies")
-        call_command(
-            "wait_for_dependencies",
-            redis="optional" if role == "web" else "required",
-        )
+        # Commands passed as objects: call_command then needs no app registry.
+        with warnings.catch_warnings():
+            # Django warns about queries before the apps are loaded, for code run at
+            # import; this SELECT 1 is the dependency check itself.
+            warnings.filterwarnings(
+                "ignore", "Accessing the database during app initialization"
+            )
+            call_command(
+                wait_for_dependencies.Command(),
+                redis="optional" if role == "web" else "required",
+            )
 
+        if needs_app_registry(role):
+            import django
+
+            django.setup()
+        # Imported here: the migration machinery costs a web start that skips it.
         if role == "migrate" or (role == "web" and settings.RUN_MIGRATIONS):
-            call_command("migrate_locked")
+            from apps.core.management.commands import migrate_locked
+
+            call_command(migrate_locked.Command())
         elif role in {"worker", "beat"}:
-            call_command("wait_for_migrations")
+            from apps.core.management.commands import wait_for_migrations
+
+            call_command(wait_for_migrations.Command())
 
         exports: dict[str, str] = {}
         if role in {"web", "worker"}:
@@ -85,3 +109,28 @@ class Command(BaseCommand):
                 f"({exc.strerror}): mount a writable volume there (the image declares "
                 "its default as a VOLUME, so platforms give it the image's mode 1777)"
             ) from None
+
+
+def needs_app_registry(role: str) -> bool:
+    """Migrating, or checking for unapplied migrations, loads every app's models."""
+    return role in {"migrate", "worker", "beat"} or (
+        role == "web" and settings.RUN_MIGRATIONS
+    )
+
+
+def main(argv: list[str]) -> None:
+    """The entrypoint's way in: settings only, the app registry when a role needs it.
+
+    Settings are validated on import (config/env.py exits naming every bad
+    variable), exactly as under manage.py.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    settings.INSTALLED_APPS  # noqa: B018 - imports and validates the settings
+    # --skip-checks: Django's system checks inspect the code (models, URLs), which
+    # the build already checked (`manage.py check` in the tests); they would load
+    # every app. Configuration is validated above, as under manage.py.
+    Command().run_from_argv(["manage.py", "prestart", *argv, "--skip-checks"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
