@@ -10,6 +10,7 @@ from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, F, Q, Sum
 from django.db.models.functions import Now
+from django.utils import timezone
 
 from apps.core.exceptions import (
     IdempotencyKeyReused,
@@ -148,37 +150,47 @@ def _lock_idempotency_key(*, owner: AbstractBaseUser, key: str) -> None:
         )
 
 
-def _reserve_units(*, product_id: int, quantity: int) -> datetime | None:
-    """Move units into reserved if available; return the database's now(), or None.
+def _reserve_units(*, product_id: int, quantity: int) -> bool:
+    """Move units into reserved if available; False if they are not.
 
     One conditional UPDATE, so two requests can never both see the same units as
-    available. It also reads the clock that expiry and confirm compare with, so a
-    skewed container clock cannot shorten or stretch a reservation.
+    available. It locks the stock row, which every buyer of the SKU queues on, until
+    the transaction ends.
     """
-    table = connection.ops.quote_name(Stock._meta.db_table)
+    return bool(
+        Stock.objects.filter(
+            product_id=product_id, on_hand__gte=F("reserved") + quantity
+        ).update(reserved=F("reserved") + quantity)
+    )
+
+
+def _lock_owner(*, owner: AbstractBaseUser) -> datetime:
+    """Serialize this owner's reservations until the transaction ends; return the
+    database's clock.
+
+    The clock is the one expiry and confirm compare with, so a skewed container
+    clock cannot shorten or stretch a reservation. PostgreSQL's now() is the
+    transaction's start, the same in every statement of it, so it is read here,
+    with the lock, at no extra round trip.
+    """
+    if connection.vendor != "postgresql":
+        # SQLite (make run): one process, one clock, no concurrent writers.
+        return timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET reserved = reserved + %s"  # noqa: S608 - our table
-            " WHERE product_id = %s AND on_hand >= reserved + %s RETURNING now()",
-            [quantity, product_id, quantity],
+            "SELECT pg_advisory_xact_lock(%s, %s), now()",
+            [OWNER_LOCK_NAMESPACE, owner.pk & 0x7FFFFFFF],
         )
-        row = cursor.fetchone()
-    return row[0] if row else None
+        return cursor.fetchone()[1]
 
 
 def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
     """Refuse a reservation that takes the owner above their limit of held units.
 
-    Runs inside the reservation's transaction. The advisory lock serializes this
-    owner's reservations only, so two concurrent requests cannot both pass the sum.
+    Runs inside the reservation's transaction, after `_lock_owner`, so two
+    concurrent requests of one owner cannot both pass the sum.
     """
     limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                [OWNER_LOCK_NAMESPACE, owner.pk & 0x7FFFFFFF],
-            )
     held = (
         Reservation.objects.filter(
             owner=owner, status=Reservation.Status.ACTIVE, expires_at__gt=Now()
@@ -188,6 +200,36 @@ def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
     if held + quantity > limit:
         metrics.reservations.labels(result="owner_limit").inc()
         raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
+
+
+def _reservation_record(
+    *,
+    product: Product,
+    owner: AbstractBaseUser,
+    quantity: int,
+    expires_at: datetime,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> Reservation:
+    """Write the reservation and its ledger row (the stock change is the caller's)."""
+    reservation = Reservation.objects.create(
+        product=product,
+        owner=owner,
+        quantity=quantity,
+        expires_at=expires_at,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=fingerprint,
+    )
+    StockMovement.objects.create(
+        product=product,
+        kind=StockMovement.Kind.RESERVE,
+        quantity=quantity,
+        on_hand_delta=0,
+        reserved_delta=quantity,
+        reservation=reservation,
+        actor=owner,
+    )
+    return reservation
 
 
 def reservation_create(
@@ -219,32 +261,35 @@ def reservation_create(
             with transaction.atomic(savepoint=False):
                 if product is None:
                     product = product_get(sku=sku)
+                now = _lock_owner(owner=owner)
                 _owner_limit_check(owner=owner, quantity=quantity)
-                now = _reserve_units(product_id=product.pk, quantity=quantity)
-                if now is None:
+                record = partial(
+                    _reservation_record,
+                    product=product,
+                    owner=owner,
+                    quantity=quantity,
+                    expires_at=now + timedelta(seconds=ttl_seconds),
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
+                )
+                if took:
+                    # The gate admitted, so the stock UPDATE nearly always succeeds:
+                    # write the rows first and take the stock row's lock last, held
+                    # for one statement and the commit instead of three. A refusal
+                    # rolls the rows back.
+                    reservation = record()
+                    reserved = _reserve_units(product_id=product.pk, quantity=quantity)
+                else:
+                    # No gate: a sell-out's refusals are most requests; check first.
+                    reserved = _reserve_units(product_id=product.pk, quantity=quantity)
+                    reservation = record() if reserved else None
+                if not reserved:
                     metrics.reservations.labels(result="insufficient_stock").inc()
                     raise InsufficientStock(
                         sku=sku,
                         requested=quantity,
                         available=max(stock_available(product_id=product.pk), 0),
                     )
-                reservation = Reservation.objects.create(
-                    product=product,
-                    owner=owner,
-                    quantity=quantity,
-                    expires_at=now + timedelta(seconds=ttl_seconds),
-                    idempotency_key=idempotency_key or None,
-                    request_fingerprint=fingerprint,
-                )
-                StockMovement.objects.create(
-                    product=product,
-                    kind=StockMovement.Kind.RESERVE,
-                    quantity=quantity,
-                    on_hand_delta=0,
-                    reserved_delta=quantity,
-                    reservation=reservation,
-                    actor=owner,
-                )
     except BaseException:
         # Anything after the take that did not commit (a refusal, an unknown or
         # inactive SKU, a database error): the gate gets its units back. A process

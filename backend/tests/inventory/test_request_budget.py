@@ -132,10 +132,13 @@ def test_accepted_reservation_query_count_is_pinned(
 
     assert response.status_code == 201
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    # Product, the owner's lock and held units, stock update, reservation, ledger
-    # row. (Outside a test's own transaction, BEGIN and COMMIT around the last five;
-    # test_api's pinned count sees those.)
-    assert statements == ["SELECT", "SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"]
+    # Product, the owner's lock (with the database clock) and held units, the
+    # reservation and its ledger row, then the stock update: the stock row, which
+    # every buyer of the SKU queues on, is locked last. (Outside a test's own
+    # transaction, BEGIN and COMMIT around the last five; test_api's pinned count
+    # sees those.)
+    assert statements == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT", "UPDATE"]
+    assert "inventory_stock" in queries.captured_queries[-1]["sql"]
     # Rate window, counter read, then the take script (its GET and DECRBY).
     assert commands == {"incrby": 1, "get": 2, "eval": 1, "decrby": 1}
     assert int(private_redis.get(gate.gate_key(product.sku))) == 3

@@ -85,6 +85,10 @@ def test_database_refuses_when_gate_counter_is_too_high(make_product, user) -> N
     # The gate got the refused unit back: 50 - 2 - 1 + 1.
     assert gate.gate_read(sku=product.sku) == 48
     assert stock_of(product) == (2, 2)
+    # The gate admitted it, so its rows were written before the stock UPDATE
+    # refused: they were rolled back with it.
+    assert Reservation.objects.filter(product=product).count() == 1
+    assert ledger_sums(product) == (2, 2)
 
 
 def test_missing_gate_key_is_warmed_from_the_database(make_product, user) -> None:
