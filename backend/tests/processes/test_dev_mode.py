@@ -16,7 +16,9 @@ from apps.inventory import services
 user = get_user_model().objects.create_user("dev", is_staff=True)
 services.product_create(sku="DEV-1", name="Dev", actor=user)
 services.stock_restock(sku="DEV-1", quantity=3, actor=user)
-result = services.reservation_create(owner=user, sku="DEV-1", quantity=2, ttl_seconds=60)
+result = services.reservation_create(
+    owner=user, sku="DEV-1", quantity=2, ttl_seconds=60
+)
 held = result.reservation.expires_at - result.reservation.created_at
 print("reserved", result.reservation.quantity, round(held.total_seconds()))
 services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
