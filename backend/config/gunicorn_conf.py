@@ -119,7 +119,11 @@ def pre_fork(server, worker) -> None:
     Two processes on one PostgreSQL socket interleave their protocol messages. The
     master runs no query today; this keeps it so if an import ever does.
     """
-    if "django.db" in sys.modules:
+    if "django.db" not in sys.modules:
+        return
+    from django.conf import settings
+
+    if settings.configured:  # only once the application has loaded its settings
         from django.db import connections
 
         connections.close_all()
