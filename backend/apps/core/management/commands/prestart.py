@@ -8,6 +8,7 @@ directory. The shell assignments the role's process needs go to `--exports-fd`
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
@@ -18,7 +19,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.db_budget import connection_budget_compute
 from apps.core.runtime_files import role_file
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("web", "worker", "beat", "migrate")
 
@@ -49,6 +53,9 @@ class Command(BaseCommand):
             call_command("migrate_locked")
         elif role in {"worker", "beat"}:
             call_command("wait_for_migrations")
+
+        if role in {"web", "worker"}:
+            self._report_connection_budget(role)
 
         exports: dict[str, str] = {}
         if role in {"web", "worker"}:
@@ -85,3 +92,23 @@ class Command(BaseCommand):
                 f"({exc.strerror}): mount a writable volume there (the image declares "
                 "its default as a VOLUME, so platforms give it the image's mode 1777)"
             ) from None
+
+    def _report_connection_budget(self, role: str) -> None:
+        """Log the role's PostgreSQL connection budget; warn when it is exceeded.
+
+        A warning, not a refusal to start: replicas and the server's limit change
+        independently, and a web role that will not start is worse than one that
+        may hit the limit under peak load.
+        """
+        budget = connection_budget_compute(role=role, env=settings.ENV)
+        if budget is None:
+            return
+        if budget.exceeded:
+            logger.warning(
+                "PostgreSQL connection budget exceeded (check core.W006): %s. Lower "
+                "GUNICORN_WORKERS/GUNICORN_THREADS or CELERY_WORKER_CONCURRENCY or "
+                "DB_EXPECTED_REPLICAS, or raise max_connections.",
+                budget.describe(),
+            )
+        else:
+            logger.info("PostgreSQL connection budget: %s", budget.describe())
