@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test platform-test docs bench bench-profile
+.PHONY: help venv run test lint format lock image image-test platform-test release-drill docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -30,6 +30,8 @@ help:
 	@echo "make platform-test - build, then run Compose, Kubernetes (podman), ECS and"
 	@echo "                     Railway deployments from the shipped files (needs Docker"
 	@echo "                     Engine and podman)"
+	@echo "make release-drill - build, then release v2 and roll back to v1 under load"
+	@echo "                     behind HAProxy; 0 failed requests (Docker Engine, haproxy)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +71,12 @@ image-test: venv image
 # NO_IMAGE_BUILD=1 reuses the image a previous `make image` built (as .ci/run does).
 platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
 	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms $(PYTEST_ARGS)
+
+# A rolling release and rollback under load behind HAProxy (Docker Engine, haproxy);
+# also part of platform-test. NO_IMAGE_BUILD=1 reuses v1's image.
+release-drill: venv $(if $(NO_IMAGE_BUILD),,image)
+	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms/test_release_drill.py -s $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

@@ -241,6 +241,25 @@ VARIABLES: tuple[Var, ...] = (
         minimum=0,
     ),
     Var(
+        "DB_EXPECTED_REPLICAS",
+        "int",
+        "database",
+        "Containers of this role expected at once (replicas, plus the surge of a "
+        "rolling deploy); the start-up connection budget multiplies by it.",
+        default=2,
+        minimum=1,
+        maximum=1000,
+    ),
+    Var(
+        "DB_RESERVED_CONNECTIONS",
+        "int",
+        "database",
+        "PostgreSQL connections the connection budget keeps free for the other "
+        "roles, migrations, administrators and superuser_reserved_connections.",
+        default=10,
+        minimum=0,
+    ),
+    Var(
         "DB_CONNECT_TIMEOUT",
         "int",
         "database",
@@ -456,6 +475,18 @@ VARIABLES: tuple[Var, ...] = (
         "Seconds workers get to finish requests after SIGTERM.",
         default=30,
         minimum=1,
+    ),
+    Var(
+        "WEB_DRAIN_SECONDS",
+        "int",
+        "gunicorn",
+        "Seconds between SIGTERM and the listener closing: /health/ready/ answers 503 "
+        "and every response closes its connection, so load balancers stop routing "
+        "here while requests already sent are served. Then the graceful stop "
+        "(GUNICORN_GRACEFUL_TIMEOUT) begins; stop budgets must exceed both. 0: none.",
+        default=10,
+        minimum=0,
+        maximum=300,
     ),
     Var(
         "GUNICORN_KEEPALIVE",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apps.core.cpus import worker_count
+from apps.core.draining import drain_active, drain_begin
 from apps.core.gunicorn_logging import JsonAccessLogger
 from apps.core.logging import logging_config
 from config.env import load_or_exit
@@ -131,6 +133,49 @@ def pre_fork(server, worker) -> None:
 
 def when_ready(server) -> None:
     server.log.info("gunicorn ready", extra={"bind": server.cfg.bind})
+    _drain_before_stop(server, seconds=ENV["WEB_DRAIN_SECONDS"])
+
+
+def _drain_before_stop(server, *, seconds: int) -> None:
+    """Make the first SIGTERM drain for `seconds`, then stop as gunicorn does.
+
+    gunicorn's master closes its listeners as soon as it handles SIGTERM; a load
+    balancer that has not yet noticed would get refused connections. The master's
+    loop dispatches queued signals to `handle_<name>` methods, so replacing
+    handle_term on this arbiter is the seam: the first SIGTERM sets the shared
+    draining flag (readiness 503, `Connection: close`), and a timer queues a second
+    SIGTERM after the drain, which takes gunicorn's own path (close listeners,
+    SIGTERM workers, GUNICORN_GRACEFUL_TIMEOUT). SIGINT/SIGQUIT still stop at once.
+    """
+    if seconds <= 0:
+        return
+    graceful_stop = server.handle_term
+
+    def handle_term() -> None:
+        if drain_active():
+            server.log.info(
+                "drain over; graceful stop", extra={"drain_seconds": seconds}
+            )
+            graceful_stop()  # raises StopIteration: the arbiter halts
+        drain_begin()
+        server.log.info(
+            "draining: readiness answers 503, listener stays open",
+            extra={"drain_seconds": seconds},
+        )
+        # A timer signal, not a thread: the master forks workers, and SIGALRM's
+        # handler only queues a signal the way gunicorn's own handler does.
+        signal.signal(
+            signal.SIGALRM, lambda *_: server.SIG_QUEUE.put_nowait(signal.SIGTERM)
+        )
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    server.handle_term = handle_term
+
+
+def pre_request(worker, req) -> None:
+    """While draining, answer `Connection: close`: clients reconnect elsewhere."""
+    if drain_active():
+        req.force_close()
 
 
 def worker_abort(worker) -> None:

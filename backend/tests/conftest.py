@@ -165,7 +165,14 @@ def start_gunicorn(
 
     def start(app: str | None = None, **overrides: str) -> ServerProcess:
         port = free_port()
-        env = {**production_env, "PORT": str(port), "GUNICORN_WORKERS": "2"}
+        # No drain by default: each stop would wait WEB_DRAIN_SECONDS. The drain
+        # has its own tests (tests/processes/test_drain.py), which set it.
+        env = {
+            **production_env,
+            "PORT": str(port),
+            "GUNICORN_WORKERS": "2",
+            "WEB_DRAIN_SECONDS": "0",
+        }
         env.update(overrides)
         server = start_process(
             # No app argument: gunicorn_conf's wsgi_app picks WSGI or ASGI, as in

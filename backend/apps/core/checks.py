@@ -2,7 +2,8 @@
 
 Stable ids: core.E001 (placeholder secret), core.E002 (wildcard host), core.W003
 (short metrics token), core.W004 (SSL header trusted without a redirect), core.E005
-(SQLite in production).
+(SQLite in production), core.W006 (PostgreSQL connection budget exceeded; a database
+check: `check --deploy --database default`).
 """
 
 from __future__ import annotations
@@ -74,3 +75,28 @@ def check_database_engine(app_configs: Any, **kwargs: Any) -> list[Error]:
     if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
         return [Error("The database is SQLite; use PostgreSQL.", id="core.E005")]
     return []
+
+
+@register(Tags.database, deploy=True)
+def check_connection_budget(
+    app_configs: Any, databases: Any = None, **kwargs: Any
+) -> list[Warning]:
+    # Database checks run only when asked for (`--database default`): they connect.
+    if not databases or "default" not in databases:
+        return []
+    from apps.core.db_budget import connection_budget_compute
+
+    warnings = []
+    for role in ("web", "worker"):
+        budget = connection_budget_compute(role=role, env=settings.ENV)
+        if budget is not None and budget.exceeded:
+            warnings.append(
+                Warning(
+                    f"PostgreSQL connection budget exceeded: {budget.describe()}.",
+                    hint="Lower GUNICORN_WORKERS/GUNICORN_THREADS or "
+                    "CELERY_WORKER_CONCURRENCY, or DB_EXPECTED_REPLICAS, or raise the "
+                    "server's max_connections (or put PgBouncer in front).",
+                    id="core.W006",
+                )
+            )
+    return warnings

@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 
+from apps.core.draining import drain_active
+
 logger = logging.getLogger(__name__)
 
 READY_DEADLINE_SECONDS = 1.5
@@ -137,6 +139,12 @@ def _fresh_results(checks: dict[str, Callable[[], None]]) -> dict[str, dict[str,
 
 def readiness(request: HttpRequest) -> JsonResponse:
     """Report whether this instance should receive traffic."""
+    if drain_active():
+        # Stopping: the balancer must route elsewhere now, whatever the checks say.
+        from apps.core.metrics import readiness_checks
+
+        readiness_checks.labels(status="draining").inc()
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks: dict[str, Callable[[], None]] = {
         "database": _check_database,
         "migrations": _check_migrations,

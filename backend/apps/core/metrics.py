@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 readiness_checks = Counter(
     "health_readiness_checks_total",
-    "Readiness probe answers, by status (ok, degraded, unavailable).",
+    "Readiness probe answers, by status (ok, degraded, unavailable, draining).",
     ["status"],
 )
 celery_tasks = Counter(

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 # Vendored with its licence and source (tests/schemas/README.md).
 COMPOSE_SCHEMA = ROOT / "backend" / "tests" / "schemas" / "compose-spec.json"
 GRACEFUL = REGISTRY["GUNICORN_GRACEFUL_TIMEOUT"].default
+# The web role drains before its graceful stop: web budgets exceed both.
+DRAIN = REGISTRY["WEB_DRAIN_SECONDS"].default
 SOFT_SHUTDOWN = REGISTRY["CELERY_SOFT_SHUTDOWN_TIMEOUT"].default
 ROLES = ("web", "worker", "beat", "migrate")
 SECRET_NAMES = {
@@ -112,7 +114,7 @@ def test_compose_roles_health_and_stop_budgets() -> None:
         }
     assert services["web"]["ports"] == ["5000:5000"]
     assert services["beat"]["deploy"]["replicas"] == 1
-    assert _seconds(services["web"]["stop_grace_period"]) > GRACEFUL
+    assert _seconds(services["web"]["stop_grace_period"]) > DRAIN + GRACEFUL
     assert _seconds(services["worker"]["stop_grace_period"]) > SOFT_SHUTDOWN
 
 
@@ -145,7 +147,7 @@ def test_ecs_task_definition_is_a_valid_register_request(role: str) -> None:
     assert container["logConfiguration"]["logDriver"] == "awslogs"
     assert container["stopTimeout"] <= 120  # Fargate's maximum
     if role == "web":
-        assert container["stopTimeout"] > GRACEFUL
+        assert container["stopTimeout"] > DRAIN + GRACEFUL
         assert container["portMappings"][0]["containerPort"] == 5000
     if role == "worker":
         assert container["stopTimeout"] > SOFT_SHUTDOWN
@@ -222,8 +224,9 @@ def test_kubernetes_web_probes_and_stop_budget() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/"
     assert container["startupProbe"]["httpGet"]["path"] == "/health/"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready/"
-    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][1])
-    assert web["terminationGracePeriodSeconds"] > pause + GRACEFUL
+    # The drain replaces a preStop sleep: readiness fails at SIGTERM itself.
+    assert "lifecycle" not in container
+    assert web["terminationGracePeriodSeconds"] > DRAIN + GRACEFUL
 
 
 def test_kubernetes_single_beat_and_worker_budget() -> None:
@@ -247,7 +250,7 @@ def test_railway_config() -> None:
     assert deploy["healthcheckPath"] == "/health/ready/"
     assert deploy["preDeployCommand"] == ["/app/scripts/entrypoint.sh migrate"]
     assert deploy["restartPolicyType"] == "ON_FAILURE"
-    assert deploy["drainingSeconds"] > GRACEFUL
+    assert deploy["drainingSeconds"] > DRAIN + GRACEFUL
     for role in ("worker", "beat"):
         per_role = json.loads(
             (ROOT / "deploy" / "railway" / f"{role}.json").read_text()

@@ -13,11 +13,14 @@ migrate only needs the settings and two connections (see `main`).
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.db_budget import connection_budget_compute
 from apps.core.management.commands import wait_for_dependencies
 from apps.core.runtime_files import role_file
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("web", "worker", "beat", "migrate")
 
@@ -49,12 +55,7 @@ class Command(BaseCommand):
 
         self.stderr.write("waiting for dependencies")
         # Commands passed as objects: call_command then needs no app registry.
-        with warnings.catch_warnings():
-            # Django warns about queries before the apps are loaded, for code run at
-            # import; this SELECT 1 is the dependency check itself.
-            warnings.filterwarnings(
-                "ignore", "Accessing the database during app initialization"
-            )
+        with _queries_before_the_apps_load():
             call_command(
                 wait_for_dependencies.Command(),
                 redis="optional" if role == "web" else "required",
@@ -73,6 +74,10 @@ class Command(BaseCommand):
             from apps.core.management.commands import wait_for_migrations
 
             call_command(wait_for_migrations.Command())
+
+        if role in {"web", "worker"}:
+            with _queries_before_the_apps_load():
+                self._report_connection_budget(role)
 
         exports: dict[str, str] = {}
         if role in {"web", "worker"}:
@@ -109,6 +114,40 @@ class Command(BaseCommand):
                 f"({exc.strerror}): mount a writable volume there (the image declares "
                 "its default as a VOLUME, so platforms give it the image's mode 1777)"
             ) from None
+
+    def _report_connection_budget(self, role: str) -> None:
+        """Log the role's PostgreSQL connection budget; warn when it is exceeded.
+
+        A warning, not a refusal to start: replicas and the server's limit change
+        independently, and a web role that will not start is worse than one that
+        may hit the limit under peak load.
+        """
+        budget = connection_budget_compute(role=role, env=settings.ENV)
+        if budget is None:
+            return
+        if budget.exceeded:
+            logger.warning(
+                "PostgreSQL connection budget exceeded (check core.W006): %s. Lower "
+                "GUNICORN_WORKERS/GUNICORN_THREADS or CELERY_WORKER_CONCURRENCY or "
+                "DB_EXPECTED_REPLICAS, or raise max_connections.",
+                budget.describe(),
+            )
+        else:
+            logger.info("PostgreSQL connection budget: %s", budget.describe())
+
+
+@contextmanager
+def _queries_before_the_apps_load() -> Iterator[None]:
+    """Silence Django's warning about queries made before the apps are loaded.
+
+    It is meant for code that queries at import; here the queries are prestart's
+    own checks, made before the registry on purpose (see `main`).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "Accessing the database during app initialization"
+        )
+        yield
 
 
 def needs_app_registry(role: str) -> bool:
