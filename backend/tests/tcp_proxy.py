@@ -8,7 +8,11 @@ import threading
 
 
 class TcpProxy:
-    """Forward 127.0.0.1:<port> to a target; `stop()` closes every connection."""
+    """Forward 127.0.0.1:<port> to a target; `stop()` closes every connection.
+
+    `freeze()` stops forwarding without closing anything, on every connection
+    open or opened later: the peers see a live TCP connection that never answers.
+    """
 
     def __init__(self, target_port: int, listen_port: int = 0) -> None:
         self.target_port = target_port
@@ -16,6 +20,8 @@ class TcpProxy:
         self._server: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         server = socket.socket()
@@ -45,10 +51,13 @@ class TcpProxy:
                     target=self._pipe, args=(src, dst), daemon=True
                 ).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

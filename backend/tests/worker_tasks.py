@@ -55,3 +55,9 @@ def kill_own_worker(*, marker: str) -> None:
     """A poison task: every delivery kills the pool process running it."""
     _redis().rpush(f"test:{marker}:starts", os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@shared_task(name="tests.count")
+def count(*, marker: str) -> None:
+    """One run of one message: the backlog test counts runs against messages sent."""
+    _redis().incr(f"test:{marker}:runs")
