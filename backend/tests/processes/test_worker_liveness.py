@@ -209,9 +209,8 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
 def test_queue_metrics_count_every_priority_and_dead_letters(
     production_env,
     redis_client,
-    queue,
-    start_worker,
-    transactional_db,  # noqa: F811
+    queue,  # noqa: F811
+    transactional_db,
 ) -> None:
     from apps.core.models import FailedTask
     from config.celery import app
