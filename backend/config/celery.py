@@ -12,9 +12,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps, signals
-from kombu import Queue
+from celery import Celery, Task, bootsteps, signals
+from kombu import Exchange, Queue
 
+from apps.core.liveness import (
+    CANARY_QUEUE_EXPIRES_WINDOWS,
+    CANARY_TASK,
+    CanarySender,
+    Reconnecting,
+    busy_within_limits,
+    canary_consumed,
+    canary_interval,
+    canary_queue_name,
+    heartbeat_write,
+    watchdog_start,
+)
+from apps.core.queues import PUBLISHED_AT_HEADER
 from apps.core.runtime_files import heartbeat_file
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -44,6 +57,30 @@ app.conf.beat_schedule = {
 }
 
 
+def _queue_canaries() -> dict[str, dict[str, Any]]:
+    """A canary per served queue, from beat: a queue no worker serves grows old.
+
+    Each worker proves its own consuming with canaries on its own queue
+    (apps/core/liveness.py); these ones keep every shared queue's oldest-message
+    age (apps/core/queues.py) meaningful when no application task is waiting.
+    """
+    from django.conf import settings
+
+    interval = canary_interval(settings.HEARTBEAT_STALE_SECONDS)
+    return {
+        f"canary-{queue}": {
+            "task": CANARY_TASK,
+            "schedule": interval,
+            "kwargs": {"queue": queue},
+            "options": {"queue": queue, "expires": interval * 4},
+        }
+        for queue in app.conf.worker_queues
+    }
+
+
+app.conf.beat_schedule.update(_queue_canaries())
+
+
 # --- Logging ------------------------------------------------------------------------
 
 
@@ -68,6 +105,9 @@ def _setup_logging(**kwargs: Any) -> None:
 def _attach_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
     from apps.core.context import request_id_get
 
+    if headers is not None:
+        # Read back by the queue metrics: the age of the oldest waiting message.
+        headers[PUBLISHED_AT_HEADER] = time.time()
     request_id = request_id_get()
     if headers is not None and request_id and "request_id" not in headers:
         headers["request_id"] = request_id
@@ -120,8 +160,11 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
         return
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
+    from apps.core.queues import QueueCollector
+
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    registry.register(QueueCollector(settings.CELERY_WORKER_QUEUES))
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:
@@ -189,7 +232,7 @@ def _record_failure(
         logger.exception("could not record failed task %s", task_id)
 
 
-# --- Heartbeats for the role-aware healthcheck ---------------------------------------
+# --- Heartbeats for the role-aware healthcheck (apps/core/liveness.py) ----------------
 
 
 def heartbeat_path(role: str) -> Path:
@@ -198,56 +241,108 @@ def heartbeat_path(role: str) -> Path:
     return heartbeat_file(directory=settings.HEARTBEAT_DIR, role=role)
 
 
-def heartbeat_touch(role: str) -> None:
-    path = heartbeat_path(role)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(time.time()))
+def heartbeat_touch(role: str, reason: str = "tick") -> None:
+    from django.conf import settings
+
+    heartbeat_write(directory=settings.HEARTBEAT_DIR, role=role, reason=reason)
 
 
-class WorkerHeartbeat(bootsteps.StartStopStep):
-    """Keep the worker heartbeat file fresh while the worker runs or reconnects.
+@app.task(
+    name=CANARY_TASK,
+    base=Task,
+    ignore_result=True,
+    acks_late=False,  # acked on receipt: a canary is never redelivered
+    max_retries=0,
+)
+def canary(*, queue: str = "") -> None:
+    """Prove that this worker consumed from the broker (see apps/core/liveness.py)."""
+    from django.conf import settings
 
-    While the consumer runs, its own timer touches the file, so a blocked event
-    loop goes stale. Celery also calls `stop` on every broker reconnection; the
-    worker is then doing the right thing (retrying), and restarting it would only
-    make it fail its dependency wait, so a thread keeps the file fresh until the
-    consumer starts again. Only `shutdown` removes the file.
+    canary_consumed(directory=settings.HEARTBEAT_DIR, queue=queue)
+
+
+def _own_canary_queue(hostname: str) -> Queue:
+    from django.conf import settings
+
+    name = canary_queue_name(hostname)
+    expires_ms = settings.HEARTBEAT_STALE_SECONDS * CANARY_QUEUE_EXPIRES_WINDOWS * 1000
+    return Queue(
+        name,
+        Exchange(name, type="direct"),
+        routing_key=name,
+        queue_arguments={"x-expires": expires_ms},
+    )
+
+
+@signals.celeryd_after_setup.connect
+def _consume_own_canary_queue(sender: str, instance: Any, **kwargs: Any) -> None:
+    """Every worker also consumes its own canary queue (named after its hostname)."""
+    instance.app.amqp.queues.select_add(_own_canary_queue(sender))
+
+
+class WorkerLiveness(bootsteps.StartStopStep):
+    """Send this worker's canaries; tell "busy" from "stuck"; ride out reconnections.
+
+    Celery calls `stop` on every broker reconnection and `start` when the consumer
+    runs again; only `shutdown` removes the heartbeat.
     """
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
-    interval = 5.0
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref = None
-        self.reconnecting: threading.Event | None = None
+        self.sender: CanarySender | None = None
+        self.reconnecting: Reconnecting | None = None
 
     def start(self, parent: Any) -> None:
+        from django.conf import settings
+
         self._stop_reconnecting()
-        heartbeat_touch("worker")
+        interval = canary_interval(settings.HEARTBEAT_STALE_SECONDS)
+        heartbeat_touch("worker", "consumer started")
+        if self.sender is None:
+            self.sender = CanarySender(
+                app=parent.app,
+                queue=_own_canary_queue(parent.hostname),
+                interval=interval,
+            )
+            self.sender.start()
         self.tref = parent.timer.call_repeatedly(
-            self.interval, heartbeat_touch, ("worker",), priority=10
+            interval, self._refresh_if_busy, (parent,), priority=10
         )
 
+    def _refresh_if_busy(self, parent: Any) -> None:
+        # Runs in the consumer's event loop: a blocked loop refreshes nothing.
+        from celery.worker import state
+
+        slots = getattr(parent.controller, "concurrency", None) or 0
+        active = list(state.active_requests)
+        if busy_within_limits(
+            active=active,
+            slots=slots,
+            default_time_limit=parent.app.conf.task_time_limit or float("inf"),
+            now=time.time(),
+        ):
+            heartbeat_touch("worker", f"busy: {len(active)} of {slots} slots running")
+
     def stop(self, parent: Any) -> None:
+        from django.conf import settings
+
         self._cancel_timer()
         if self.reconnecting is None:
-            self.reconnecting = threading.Event()
-            threading.Thread(
-                target=self._touch_until_set,
-                args=(self.reconnecting,),
-                name="heartbeat-while-reconnecting",
-                daemon=True,
-            ).start()
+            self.reconnecting = Reconnecting(
+                directory=settings.HEARTBEAT_DIR,
+                stale_seconds=settings.HEARTBEAT_STALE_SECONDS,
+            )
 
     def shutdown(self, parent: Any) -> None:
         self._cancel_timer()
         self._stop_reconnecting()
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender = None
         heartbeat_path("worker").unlink(missing_ok=True)
-
-    def _touch_until_set(self, done: threading.Event) -> None:
-        while not done.wait(self.interval):
-            heartbeat_touch("worker")
 
     def _cancel_timer(self) -> None:
         if self.tref is not None:
@@ -256,11 +351,31 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 
     def _stop_reconnecting(self) -> None:
         if self.reconnecting is not None:
-            self.reconnecting.set()
+            self.reconnecting.stop()
             self.reconnecting = None
 
 
-app.steps["consumer"].add(WorkerHeartbeat)
+app.steps["consumer"].add(WorkerLiveness)
+
+
+def _start_watchdog(role: str) -> None:
+    from django.conf import settings
+
+    from apps.core.healthcheck import check_heartbeat
+
+    path = heartbeat_path(role)
+    stale = settings.HEARTBEAT_STALE_SECONDS
+    watchdog_start(
+        role=role,
+        check=lambda: check_heartbeat(path, stale),
+        after_seconds=settings.HEALTH_WATCHDOG_SECONDS,
+    )
+
+
+@signals.worker_ready.connect
+def _worker_watchdog(**kwargs: Any) -> None:
+    _start_watchdog("worker")
+
 
 # Set by the scheduler's first tick (apps.core.beat); until then a standby thread
 # keeps the heartbeat fresh.
@@ -277,7 +392,8 @@ def _beat_standby_heartbeat(**kwargs: Any) -> None:
 
     def beat_until_first_tick() -> None:
         while not beat_ticked.wait(5.0):
-            heartbeat_touch("beat")
+            heartbeat_touch("beat", "standby: waiting for the scheduler lock")
 
-    heartbeat_touch("beat")
+    heartbeat_touch("beat", "starting")
     threading.Thread(target=beat_until_first_tick, daemon=True).start()
+    _start_watchdog("beat")

@@ -566,9 +566,23 @@ VARIABLES: tuple[Var, ...] = (
         "HEARTBEAT_STALE_SECONDS",
         "int",
         "process",
-        "Age after which a worker or beat heartbeat means unhealthy.",
+        "Age after which a worker or beat heartbeat means unhealthy. A worker's "
+        "heartbeat is refreshed only by consuming: a canary task sent to its own "
+        "queue every quarter of this window (or while all its pool slots run tasks "
+        "inside their time limit, or while it reconnects to the broker).",
         default=60,
         minimum=10,
+    ),
+    Var(
+        "HEALTH_WATCHDOG_SECONDS",
+        "int",
+        "process",
+        "Seconds a worker or beat may stay unhealthy (its own healthcheck failing) "
+        "before the process exits non-zero, so that a restart policy (Compose, "
+        "Railway) replaces it; 0 turns it off (Kubernetes and ECS: the probes "
+        "replace it).",
+        default=30,
+        minimum=0,
     ),
     Var(
         "CELERY_WORKER_CONCURRENCY",

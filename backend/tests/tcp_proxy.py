@@ -8,19 +8,34 @@ import threading
 
 
 class TcpProxy:
-    """Forward 127.0.0.1:<port> to a target; `stop()` closes every connection."""
+    """Forward 127.0.0.1:<port> to a target; `stop()` closes every connection.
 
-    def __init__(self, target_port: int, listen_port: int = 0) -> None:
+    `freeze()` stops forwarding without closing anything, on every connection
+    open or opened later: the peers see a live TCP connection that never answers.
+    """
+
+    def __init__(
+        self,
+        target_port: int,
+        listen_port: int = 0,
+        *,
+        target_host: str = "127.0.0.1",
+        listen_host: str = "127.0.0.1",
+    ) -> None:
         self.target_port = target_port
         self.listen_port = listen_port
+        self.target_host = target_host
+        self.listen_host = listen_host
         self._server: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.listen_port))
+        server.bind((self.listen_host, self.listen_port))
         server.listen(128)
         self.listen_port = server.getsockname()[1]
         self._server = server
@@ -34,7 +49,9 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+                upstream = socket.create_connection(
+                    (self.target_host, self.target_port)
+                )
             except OSError:
                 client.close()
                 continue
@@ -45,10 +62,16 @@ class TcpProxy:
                     target=self._pipe, args=(src, dst), daemon=True
                 ).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -61,6 +61,16 @@ def task_delivery_forget(*, task_id: str, retries: int) -> None:
         logger.warning("delivery count not deleted for %s: %s", task_id, exc)
 
 
+def queue_redelivery_count(*, queue: str) -> None:
+    """Count a delivery beyond the first, per queue, for the queue metrics."""
+    from apps.core.queues import REDELIVERIES_KEY
+
+    try:
+        _redis().hincrby(REDELIVERIES_KEY, queue, 1)
+    except Exception as exc:  # noqa: BLE001 - a metric, never a reason to fail
+        logger.warning("redelivery not counted for %s: %s", queue, exc)
+
+
 class DeliveryLimitedTask(Task):
     """The project's task base class (config/celery.py): counts deliveries."""
 
@@ -75,6 +85,10 @@ class DeliveryLimitedTask(Task):
             deliveries = task_delivery_count(
                 task_id=request.id, retries=request.retries or 0
             )
+            if deliveries is not None and deliveries > 1:
+                queue_redelivery_count(
+                    queue=(request.delivery_info or {}).get("routing_key") or ""
+                )
             if deliveries is not None and deliveries > limit:
                 celery_task_deliveries_exhausted.labels(task=self.name).inc()
                 raise DeliveryLimitExceeded(

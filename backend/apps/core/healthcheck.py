@@ -3,6 +3,11 @@
 No curl, no netcat, no Django import (it runs every few seconds): web probes
 /health/ over HTTP, worker and beat check their heartbeat file's age, migrate is
 always healthy. Exit 0 healthy, 1 not, with one line saying why.
+
+What refreshes a heartbeat is the process's business (config/celery.py): a worker's
+only while it consumes (a canary task it sent itself ran), while every pool slot runs
+a task inside its time limit, or while it retries a lost broker; beat's on each tick.
+The file holds "<unix time> <why>"; the probe reports the why.
 """
 
 from __future__ import annotations
@@ -30,9 +35,20 @@ def check_heartbeat(path: Path, stale_after: float) -> tuple[bool, str]:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return False, f"no heartbeat file at {path}"
+    why = heartbeat_reason(path)
     if age > stale_after:
-        return False, f"heartbeat {path} is {age:.0f}s old (limit {stale_after:.0f}s)"
-    return True, f"heartbeat {path} is {age:.0f}s old"
+        return False, (
+            f"heartbeat {path} is {age:.0f}s old (limit {stale_after:.0f}s){why}"
+        )
+    return True, f"heartbeat {path} is {age:.0f}s old{why}"
+
+
+def heartbeat_reason(path: Path) -> str:
+    try:
+        _, _, reason = path.read_text().partition(" ")
+    except OSError:
+        return ""
+    return f": {reason.strip()}" if reason.strip() else ""
 
 
 def main() -> int:

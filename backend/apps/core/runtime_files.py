@@ -15,6 +15,15 @@ def heartbeat_file(*, directory: str | Path, role: str) -> Path:
     return Path(directory) / f"celery-{role}.heartbeat"
 
 
+def consumed_file(*, directory: str | Path) -> Path:
+    """Return the file a worker's canary task touches each time it runs.
+
+    Its age is how long ago this worker last proved it consumes from the broker;
+    the heartbeat may be fresh for other reasons (busy, reconnecting).
+    """
+    return Path(directory) / "celery-worker.consumed"
+
+
 def role_file(*, directory: str | Path) -> Path:
     """Return the file in which the entrypoint records the container's role.
 

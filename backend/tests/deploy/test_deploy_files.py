@@ -162,11 +162,14 @@ def test_ecs_task_definition_is_a_valid_register_request(role: str) -> None:
         ]
 
 
-def _k8s_documents() -> list[tuple[Path, dict]]:
+def _k8s_documents(api_group: str | None = None) -> list[tuple[Path, dict]]:
+    """Kubernetes' own kinds by default; `api_group`: a CRD's (KEDA) instead."""
     docs = []
     for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
         docs += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return docs
+    if api_group is None:
+        return [(p, d) for p, d in docs if not d["apiVersion"].startswith("keda.sh/")]
+    return [(p, d) for p, d in docs if d["apiVersion"] == api_group]
 
 
 def test_kubernetes_manifests_validate_strictly() -> None:
@@ -189,6 +192,101 @@ def test_kubernetes_manifests_validate_strictly() -> None:
     for path, doc in documents:
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
         assert path.name
+
+
+def _keda_documents() -> dict[str, dict]:
+    return {doc["kind"]: doc for _, doc in _k8s_documents(api_group="keda.sh/v1alpha1")}
+
+
+def test_keda_scaled_object_scales_the_worker_on_its_queue() -> None:
+    """KEDA's kinds are not in Kubernetes' schemas: the fields that matter, here."""
+    keda = _keda_documents()
+    assert sorted(keda) == ["ScaledObject", "TriggerAuthentication"]
+    scaled = keda["ScaledObject"]
+    spec = scaled["spec"]
+    assert set(spec) == {
+        "scaleTargetRef",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "pollingInterval",
+        "cooldownPeriod",
+        "triggers",
+    }
+    worker = _pod("inventory-worker")
+    assert spec["scaleTargetRef"] == {
+        "apiVersion": worker["apiVersion"],
+        "kind": worker["kind"],
+        "name": worker["metadata"]["name"],
+    }
+    assert spec["minReplicaCount"] == worker["spec"]["replicas"]
+    assert spec["minReplicaCount"] < spec["maxReplicaCount"]
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "redis"
+    config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
+    queues = config["data"].get("CELERY_WORKER_QUEUES", "celery").split(",")
+    assert [trigger["metadata"]["listName"]] == queues
+    # KEDA reads metadata values as strings.
+    assert all(isinstance(v, str) for v in trigger["metadata"].values())
+    assert int(trigger["metadata"]["listLength"]) > 0
+    auth = keda["TriggerAuthentication"]
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert {ref["parameter"] for ref in auth["spec"]["secretTargetRef"]} == {
+        "address",
+        "password",
+    }
+
+
+def test_ecs_worker_autoscaling_requests_are_valid() -> None:
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    requests = json.loads(
+        (ROOT / "deploy" / "ecs" / "worker-autoscaling.json").read_text()
+    )
+    model = botocore.session.get_session().get_service_model("application-autoscaling")
+    for operation, key in (
+        ("RegisterScalableTarget", "registerScalableTarget"),
+        ("PutScalingPolicy", "putScalingPolicy"),
+    ):
+        shape = model.operation_model(operation).input_shape
+        report = ParamValidator().validate(requests[key], shape)
+        assert not report.has_errors(), report.generate_report()
+    policy = requests["putScalingPolicy"]
+    target = requests["registerScalableTarget"]
+    assert policy["ResourceId"] == target["ResourceId"]
+    assert target["ResourceId"].endswith("/inventory-worker")
+    metrics = policy["TargetTrackingScalingPolicyConfiguration"][
+        "CustomizedMetricSpecification"
+    ]["Metrics"]
+    names = {
+        m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m
+    }
+    assert "celery_queue_messages" in names  # the worker's own /metrics
+    assert [m["Id"] for m in metrics if m["ReturnData"]] == ["backlog_per_task"]
+
+
+def test_watchdog_off_where_probes_replace_and_on_where_only_exits_do() -> None:
+    default = REGISTRY["HEALTH_WATCHDOG_SECONDS"].default
+    assert default > 0
+    config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
+    assert config["data"]["HEALTH_WATCHDOG_SECONDS"] == "0"
+    for role in ("worker", "beat"):
+        task = json.loads(
+            (ROOT / "deploy" / "ecs" / f"task-definition-{role}.json").read_text()
+        )
+        (container,) = task["containerDefinitions"]
+        env = {item["name"]: item["value"] for item in container["environment"]}
+        assert env["HEALTH_WATCHDOG_SECONDS"] == "0"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for role in ("worker", "beat"):
+        service = compose["services"][role]
+        assert service["restart"] == "unless-stopped"
+        assert "HEALTH_WATCHDOG_SECONDS" not in json.dumps(service)
+    for role in ("worker", "beat"):
+        per_role = json.loads(
+            (ROOT / "deploy" / "railway" / f"{role}.json").read_text()
+        )
+        assert per_role["deploy"]["restartPolicyType"] in {"ON_FAILURE", "ALWAYS"}
 
 
 def _pod(name: str) -> dict:

@@ -128,7 +128,8 @@ def test_alert_rules_parse_and_have_the_structure_prometheus_loads() -> None:
     document = _load("alerts.yml")
     assert rule_file_problems(document) == []
     alerts = [r["alert"] for g in document["groups"] for r in g["rules"]]
-    assert len(alerts) == 11
+    assert len(alerts) == 13
+    assert "InventoryQueueBacklogOld" in alerts
     assert "InventoryHigh5xxRatio" in alerts
     assert "InventoryPoisonTask" in alerts
 

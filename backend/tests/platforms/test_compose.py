@@ -210,3 +210,98 @@ def test_compose_stack_as_the_guide_runs_it(stack: Stack) -> None:
     migrate_logs = stack.compose("logs", "migrate").stdout
     assert "No migrations to apply." in migrate_logs
     print("compose figures:", json.dumps(figures))
+
+
+# The adaptation for the liveness test: a Redis proxy the test can freeze, between
+# the worker and Redis (the worker's REDIS_URL points at it), and the smallest
+# windows the registry allows so the test stays short. Everything else is the
+# shipped docker-compose.yml.
+FREEZE_OVERRIDE = {
+    "services": {
+        "redisproxy": {
+            "image": COMPOSE_IMAGE,
+            "entrypoint": ["python", "/proxy/freeze_proxy.py", "6379", "redis", "6379"],
+            "volumes": [
+                f"{ROOT / 'backend/tests/tcp_proxy.py'}:/proxy/tcp_proxy.py:ro",
+                f"{ROOT / 'backend/tests/platforms/freeze_proxy.py'}"
+                ":/proxy/freeze_proxy.py:ro",
+            ],
+            "depends_on": {"redis": {"condition": "service_healthy"}},
+        },
+        "worker": {
+            "environment": {
+                "APP_ROLE": "worker",
+                "REDIS_URL": "redis://redisproxy:6379/0",
+                "HEARTBEAT_STALE_SECONDS": "10",
+                "HEALTH_WATCHDOG_SECONDS": "5",
+            },
+            "depends_on": {"redisproxy": {"condition": "service_started"}},
+        },
+    }
+}
+
+
+@pytest.mark.timeout(900)
+def test_compose_replaces_a_worker_whose_consumer_froze(stack: Stack) -> None:
+    """Frozen broker connections: unhealthy, the watchdog exits, Compose restarts it.
+
+    The proxy freezes every connection, open or new, so the frozen worker cannot
+    recover by reconnecting. It thaws once the engine has restarted the container:
+    the old process and all its connections are gone by then, and the new process
+    must find a working broker, as it would in the incident this models.
+    """
+    (stack.directory / "freeze.yml").write_text(json.dumps(FREEZE_OVERRIDE))
+    files = ("-f", "docker-compose.yml", "-f", "freeze.yml")
+    stack.sh("cp .env.example .env")
+    stack.compose(*files, "up", "-d", "--no-build", "--wait", "worker", timeout=400)
+
+    def probe() -> str:
+        result = stack.compose(
+            *files,
+            "exec",
+            "-T",
+            "worker",
+            "python",
+            "-m",
+            "apps.core.healthcheck",
+            check=False,
+            timeout=30,
+        )
+        return result.stdout.strip()
+
+    deadline = time.monotonic() + 60
+    while "canary from canary." not in probe():
+        assert time.monotonic() < deadline, probe()
+        time.sleep(1)
+    assert stack.inspect("worker")["RestartCount"] == 0
+
+    stack.compose(*files, "kill", "-s", "SIGUSR1", "redisproxy")
+    frozen = time.monotonic()
+    figures: dict[str, float] = {}
+    while time.monotonic() - frozen < 120:
+        state = stack.inspect("worker")
+        if state["RestartCount"] >= 1:
+            figures.setdefault("frozen_to_restarted_s", time.monotonic() - frozen)
+            break
+        if "unhealthy (worker)" in probe():
+            figures.setdefault("frozen_to_unhealthy_s", time.monotonic() - frozen)
+        time.sleep(0.5)
+    assert "frozen_to_unhealthy_s" in figures, stack.compose("logs", "worker").stdout
+    assert "frozen_to_restarted_s" in figures, stack.compose("logs", "worker").stdout
+    logs = stack.compose("logs", "worker").stdout
+    assert "exiting so that it is replaced" in logs
+    stack.compose(*files, "kill", "-s", "SIGUSR2", "redisproxy")
+
+    while time.monotonic() - frozen < 300:
+        state = stack.inspect("worker")
+        if "canary from canary." in probe():
+            figures["frozen_to_consuming_again_s"] = time.monotonic() - frozen
+            break
+        time.sleep(1)
+    assert "frozen_to_consuming_again_s" in figures, stack.compose("logs").stdout
+    assert state["RestartCount"] == 1
+    figures = {k: round(v, 1) for k, v in figures.items()}
+    print("compose worker liveness figures (window 10 s, watchdog 5 s):")
+    print(json.dumps(figures))
+    # The windows this test configures, with room for a loaded machine.
+    assert figures["frozen_to_unhealthy_s"] <= 10 + 5

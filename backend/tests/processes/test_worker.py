@@ -33,7 +33,7 @@ def queue() -> str:
 
 @pytest.fixture
 def start_worker(start_entrypoint, queue: str):
-    def start(**overrides: str) -> ServerProcess:
+    def start(*extra_args: str, **overrides: str) -> ServerProcess:
         env = {
             "CELERY_WORKER_QUEUES": queue,
             "CELERY_WORKER_CONCURRENCY": "1",
@@ -49,6 +49,7 @@ def start_worker(start_entrypoint, queue: str):
             "tests.worker_tasks",
             "--without-gossip",
             "--without-mingle",
+            *extra_args,
             **env,
         )
         worker.wait_for_line(lambda line: "ready." in line, timeout=60)

@@ -1,0 +1,138 @@
+"""Redis cut three times for 30 s under two real workers (heavy: `make platform-test`).
+
+Not a container test, but as long as one: it runs with the platform tests so that
+`make test` stays short. After each cut, every worker consumes a canary within 60 s
+or exits by its watchdog and is replaced (here by the test, as a restart policy
+would); every task published throughout runs exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from tests.conftest import free_port, start_redis
+from tests.processes.test_worker import queue, start_worker, wait_until  # noqa: F401
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+
+CUTS = 3
+CUT_SECONDS = 30
+CONSUME_WITHIN = 60
+# Short enough that a task whose ack was lost in a cut comes back within the test.
+SHORT_LIMITS = {
+    "CELERY_TASK_TIME_LIMIT": "20",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "15",
+    "CELERY_VISIBILITY_TIMEOUT": "30",
+}
+
+
+def consumed_after(directory: Path, moment: float) -> bool:
+    """Did the worker with this HEARTBEAT_DIR run a canary after `moment`?"""
+    consumed = directory / "celery-worker.consumed"
+    return consumed.exists() and consumed.stat().st_mtime > moment
+
+
+@pytest.mark.timeout(900)
+def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
+    start_worker,  # noqa: F811
+    queue,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = start_redis(port, tmp_path)
+    direct = f"redis://127.0.0.1:{port}/0"
+    proxy = TcpProxy(port).start()
+    listen = proxy.listen_port
+    through_proxy = f"redis://127.0.0.1:{listen}/0"
+    client = redis.Redis.from_url(direct, decode_responses=True)
+    marker = uuid.uuid4().hex
+
+    def start(index: int, generation: int):
+        directory = tmp_path / f"worker{index}-{generation}"
+        directory.mkdir()
+        process = start_worker(
+            "-n",
+            f"cut{index}g{generation}@%h",
+            REDIS_URL=through_proxy,
+            HEARTBEAT_DIR=str(directory),
+            **SHORT_LIMITS,
+        )
+        return process, directory
+
+    workers = {i: (*start(i, 0), 0) for i in range(2)}
+
+    # The web side keeps publishing straight to Redis (it is not cut off).
+    sender = Celery(broker=direct)
+    published: list[int] = []
+    stop_publishing = threading.Event()
+
+    def publish() -> None:
+        n = 0
+        while not stop_publishing.wait(0.2):
+            sender.send_task(
+                "tests.record_run",
+                kwargs={"marker": marker, "n": n, "url": direct},
+                queue=queue,
+            )
+            published.append(n)
+            n += 1
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    figures = []
+    try:
+        for _ in range(CUTS):
+            time.sleep(5)
+            proxy.stop()
+            time.sleep(CUT_SECONDS)
+            proxy = TcpProxy(port, listen).start()
+            restored = time.time()
+            waits = {}
+            for index, (process, directory, generation) in list(workers.items()):
+                deadline = time.monotonic() + CONSUME_WITHIN
+                while time.monotonic() < deadline:
+                    if consumed_after(directory, restored):
+                        break
+                    if process.process.poll() is not None:
+                        break
+                    time.sleep(0.2)
+                if consumed_after(directory, restored):
+                    waits[f"worker{index}"] = round(time.time() - restored, 1)
+                    continue
+                # Not consuming: it must have exited by its watchdog; replace it.
+                assert process.process.poll() == 70, process.lines[-20:]
+                new, new_dir = start(index, generation + 1)
+                workers[index] = (new, new_dir, generation + 1)
+                wait_until(
+                    lambda d=new_dir: (d / "celery-worker.consumed").exists(),
+                    CONSUME_WITHIN,
+                    "the replacement's canary",
+                )
+                waits[f"worker{index}"] = f"replaced, {time.time() - restored:.1f}"
+            figures.append(waits)
+        stop_publishing.set()
+        publisher.join(timeout=10)
+
+        def all_ran() -> bool:
+            return client.llen(f"test:{marker}:runs") >= len(published)
+
+        # A task whose ack was lost in a cut comes back after the visibility timeout.
+        wait_until(all_ran, 120, "every published task to run")
+        time.sleep(int(SHORT_LIMITS["CELERY_VISIBILITY_TIMEOUT"]) + 5)
+        runs = sorted(int(n) for n in client.lrange(f"test:{marker}:runs", 0, -1))
+        print(f"\nafter each cut, seconds to a canary per worker: {figures}")
+        print(f"{len(published)} tasks published, {len(runs)} runs")
+        assert runs == sorted(published), "lost or duplicated tasks"
+    finally:
+        stop_publishing.set()
+        proxy.stop()
+        server.terminate()
+        server.wait(timeout=10)
