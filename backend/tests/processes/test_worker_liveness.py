@@ -138,7 +138,7 @@ def _queue_stats(production_env, name: str) -> dict:
 
 
 def test_queue_metrics_of_a_backlog_of_10000_tasks(
-    start_worker,  # noqa: F811
+    start_entrypoint,
     production_env,
     redis_client,
     queue,  # noqa: F811
@@ -177,10 +177,21 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
 
     port = free_port()
     drain_started = time.monotonic()
-    # Two task lines per task at INFO would be most of the work here.
-    start_worker(
-        WORKER_METRICS_PORT=str(port),
+    # Two task lines per task at INFO would be most of the work here; without
+    # INFO there is no "ready." line to wait for: the task count tells instead.
+    start_entrypoint(
+        "worker",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--include",
+        "tests.worker_tasks",
+        "--without-gossip",
+        "--without-mingle",
+        CELERY_WORKER_QUEUES=queue,
         CELERY_WORKER_CONCURRENCY="2",
+        WORKER_METRICS_PORT=str(port),
         LOG_LEVEL="WARNING",
     )
 
