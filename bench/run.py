@@ -334,6 +334,10 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     )
+    # wrk stops at its deadline with requests in flight; the server still answers
+    # them. Let them finish before reading the stock, and before the next run's
+    # reset (run after a reset, they were accepted without being counted).
+    time.sleep(3)
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
     with conn.cursor() as cursor:
         cursor.execute(
