@@ -85,7 +85,11 @@ def stack(docker_image, docker_cli_config, tmp_path) -> Iterator[Stack]:
     shutil.copy(ROOT / ".env.example", directory)
     stack = Stack(directory, docker_cli_config)
     yield stack
-    stack.compose("down", "-v", "--timeout", "5", timeout=180, check=False)
+    # --remove-orphans: services a test added with an override file (the freeze
+    # proxy) are not in docker-compose.yml; without it they and the network stay.
+    stack.compose(
+        "down", "-v", "--remove-orphans", "--timeout", "5", timeout=180, check=False
+    )
 
 
 def api(token: str, method: str, path: str, **kwargs) -> requests.Response:
