@@ -80,8 +80,7 @@ V2_CHANGES = {
     ),
     "backend/apps/inventory/services.py": (
         "        request_fingerprint=fingerprint,\n",
-        "        request_fingerprint=fingerprint,\n"
-        '        channel="api",\n',
+        '        request_fingerprint=fingerprint,\n        channel="api",\n',
     ),
     "backend/apps/inventory/serializers.py": (
         "    expires_at = serializers.DateTimeField()\n",
