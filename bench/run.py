@@ -121,6 +121,12 @@ def setup() -> str:
         f"services.product_create(sku='{HOT_SKU}', name='Hot', actor=u);"
         "print(Token.objects.create(user=u).key)"
     )
+    return django_shell(script)
+
+
+def django_shell(script: str) -> str:
+    """Run `script` with `manage.py shell` against the benchmark database; return
+    the last line it printed."""
     out = subprocess.run(
         [str(BIN / "python"), "manage.py", "shell", "-c", script],
         cwd=BACKEND,
@@ -250,15 +256,7 @@ def hot_buyers() -> list[str]:
         f"users = [User.objects.create_user(f'buyer{{n}}') for n in range({HOT_CLIENTS})];"
         "print(' '.join(Token.objects.create(user=u).key for u in users))"
     )
-    out = subprocess.run(
-        [str(BIN / "python"), "manage.py", "shell", "-c", script],
-        cwd=BACKEND,
-        env=env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1].split()
+    return django_shell(script).split()
 
 
 # wrk's Lua hooks: each request a buyer's attempt (tokens in turn); done() prints the
