@@ -411,7 +411,10 @@ VARIABLES: tuple[Var, ...] = (
         "API_THROTTLE_USER",
         "str",
         "http",
-        "Request rate per authenticated user.",
+        "Request rate per authenticated user. Each web process adds its count to "
+        "Redis every 1% of the rate (at most 32 requests, at least once a second): "
+        "a window may admit up to (web processes - 1) x 31 requests more. Rates "
+        "below 200 per period are counted exactly.",
         default="6000/minute",
         check=_check_throttle_rate,
     ),

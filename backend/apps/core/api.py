@@ -14,44 +14,12 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
 from apps.core.client_ip import client_ip
+from apps.core.rate_windows import window_counters
 from apps.core.tokens import token_cache_lookup, token_cache_store
 
 logger = logging.getLogger(__name__)
-# Rate-limited (CACHE_ERROR_LOG_INTERVAL): an outage logs once per interval.
-cache_logger = logging.getLogger("apps.core.cache")
 
 AUTH_FAILURE_WINDOW_SECONDS = 60
-
-
-def window_count(*, key: str, seconds: int) -> int | None:
-    """Count one more event under `key` for a window of `seconds`; return the count.
-
-    One Redis command (INCR) per call; only the first event of a window also sets
-    its expiry, so `key` must name its window: if that EXPIRE is lost with a killed
-    process, the key outlives its window but is never read again. None when Redis
-    is down: callers fail open instead of locking everybody out.
-    """
-    if not settings.REDIS_URL:  # embedded development cache (no Redis)
-        if cache.add(key, 1, seconds):
-            return 1
-        try:
-            return cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, seconds)
-            return 1
-    from django_redis import get_redis_connection
-    from redis.exceptions import RedisError
-
-    redis_key = cache.make_key(key)
-    try:
-        client = get_redis_connection("default")
-        count = client.incr(redis_key)
-        if count == 1:
-            client.expire(redis_key, seconds)
-    except RedisError as exc:
-        cache_logger.warning("window counter unavailable: %s", exc, exc_info=exc)
-        return None
-    return count
 
 
 class ThrottledTokenAuthentication(TokenAuthentication):
@@ -112,7 +80,8 @@ class SafeJSONParser(JSONParser):
 
 
 class FixedWindowRateMixin:
-    """O(1) rate limiting: one counter per client and window, incremented in Redis.
+    """O(1) rate limiting: one counter per client and window, kept in Redis and added
+    to in batches by each process (apps.core.rate_windows).
 
     DRF's SimpleRateThrottle stores every request time of the window in one cached
     list and rewrites it on each request; at thousands of requests per minute that
@@ -130,9 +99,12 @@ class FixedWindowRateMixin:
         now = self.timer()
         window = int(now // self.duration)
         self.window_end = (window + 1) * self.duration
-        count = window_count(key=f"{ident_key}:{window}", seconds=self.duration + 1)
-        # With Redis down the counter is None: do not lock everybody out.
-        return count is None or count <= self.num_requests
+        return window_counters.admit(
+            key=f"{ident_key}:{window}",
+            limit=self.num_requests,
+            now=now,
+            window_end=self.window_end,
+        )
 
     def wait(self) -> float:
         return max(0.0, self.window_end - self.timer())

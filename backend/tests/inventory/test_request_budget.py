@@ -17,8 +17,9 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from apps.core import tokens
+from apps.core import api, tokens
 from apps.core.api import UserRateThrottle
+from apps.core.rate_windows import WindowCounters, batch_size
 from apps.inventory import gate
 from tests.conftest import free_port, start_redis, token_client
 
@@ -39,6 +40,8 @@ def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = url
     monkeypatch.setattr(UserRateThrottle, "timer", lambda self: FIXED_NOW)
+    # This process's unsent counts start empty, as in a freshly forked worker.
+    monkeypatch.setattr(api, "window_counters", WindowCounters())
     try:
         with override_settings(REDIS_URL=url, CACHES=caches):
             yield redis.Redis(port=port, decode_responses=True)
@@ -64,19 +67,25 @@ def commands_during(client: redis.Redis, action) -> tuple[dict[str, int], object
     return {k: v for k, v in delta.items() if v}, result
 
 
-def test_warm_product_get_costs_one_query_and_one_redis_command(
+def test_warm_product_gets_cost_one_query_each_and_one_redis_command_per_batch(
     private_redis, user, make_product
 ) -> None:
     product = make_product(on_hand=7)
     client = token_client(user)
     url = f"/api/v1/products/{product.sku}/"
-    assert client.get(url).status_code == 200  # warms the token cache and window
+    # Warms the token cache; a window's first request is added to Redis at once.
+    assert client.get(url).status_code == 200
+    batch = batch_size(UserRateThrottle().num_requests)
+    assert batch > 1  # the default user rate is batched
+    measured = 2 * batch
 
     with CaptureQueriesContext(connection) as queries:
-        commands, response = commands_during(private_redis, lambda: client.get(url))
+        commands, responses = commands_during(
+            private_redis, lambda: [client.get(url) for _ in range(measured)]
+        )
 
-    assert response.status_code == 200
-    assert response.json() == {
+    assert [response.status_code for response in responses] == [200] * measured
+    assert responses[-1].json() == {
         "sku": product.sku,
         "name": product.name,
         "active": True,
@@ -84,12 +93,17 @@ def test_warm_product_get_costs_one_query_and_one_redis_command(
         "reserved": 0,
         "available": 7,
     }
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
-    assert "authtoken" not in queries.captured_queries[0]["sql"]
-    assert commands == {"incrby": 1}  # the per-user rate window
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == [
+        "SELECT"
+    ] * measured
+    assert not any("authtoken" in q["sql"] for q in queries.captured_queries)
+    # The per-user rate window: one INCRBY per batch, and the shared count is exact.
+    assert commands == {"incrby": 2}
+    (window_key,) = private_redis.keys(f"*throttle_user_{user.pk}:*")
+    assert int(private_redis.get(window_key)) == 1 + measured
 
 
-def test_refused_reservation_on_sold_out_sku_costs_no_query_and_two_redis_commands(
+def test_refused_reservation_on_sold_out_sku_costs_no_query_and_one_redis_read(
     private_redis, user, make_product
 ) -> None:
     product = make_product(on_hand=0)
@@ -111,8 +125,9 @@ def test_refused_reservation_on_sold_out_sku_costs_no_query_and_two_redis_comman
         "available": 0,
     }
     assert queries.captured_queries == []
-    # The rate window, then the gate's counter read: no script for a refusal.
-    assert commands == {"incrby": 1, "get": 1}
+    # The gate's counter read, no script for a refusal; the rate window's count
+    # waits for its batch.
+    assert commands == {"get": 1}
 
 
 def test_accepted_reservation_query_count_is_pinned(
@@ -139,6 +154,7 @@ def test_accepted_reservation_query_count_is_pinned(
     # sees those.)
     assert statements == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT", "UPDATE"]
     assert "inventory_stock" in queries.captured_queries[-1]["sql"]
-    # Rate window, counter read, then the take script (its GET and DECRBY).
-    assert commands == {"incrby": 1, "get": 2, "eval": 1, "decrby": 1}
+    # Counter read, then the take script (its GET and DECRBY); the rate window's
+    # count waits for its batch.
+    assert commands == {"get": 2, "eval": 1, "decrby": 1}
     assert int(private_redis.get(gate.gate_key(product.sku))) == 3
