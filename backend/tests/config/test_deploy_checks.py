@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.test import override_settings
 
 from apps.core import checks
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 PROD = {
     **PRODUCTION_ENV,

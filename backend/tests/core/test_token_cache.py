@@ -13,7 +13,8 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from apps.core import tokens
-from tests.conftest import run_python, token_client
+from tests.factories import token_client
+from tests.support.processes import run_python
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,7 @@ both engines and the image built by `make image`; `.ci/run` prepares them.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,48 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND_DIR, BIN_DIR
-
-ROOT = BACKEND_DIR.parent
-# The image as buildah built it (make image), and its name inside Docker.
-IMAGE = os.environ.get("IMAGE", "inventory-backend:test")
-# Derived from IMAGE so that two checkouts testing different builds on one engine
-# never overwrite each other's image.
-DOCKER_IMAGE = f"{IMAGE.replace(':', '-')}:platform-test"
-BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
+from tests.support.containers import BUILDAH_ENV, DOCKER_IMAGE, IMAGE, docker, run
+from tests.support.processes import BIN_DIR
 
 pytestmark = pytest.mark.slow
-
-
-def run(
-    argv: list[str],
-    *,
-    timeout: float = 120,
-    check: bool = True,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    shell: bool = False,
-) -> subprocess.CompletedProcess[str]:
-    """Run a command, capture its output, fail with that output when it fails."""
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-        cwd=cwd,
-        shell=shell,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{argv!r} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
-        )
-    return result
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True):
-    return run(["docker", *args], timeout=timeout, check=check)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.platforms.conftest import ROOT, docker, run
+from tests.support.containers import ROOT, docker, run
 
 BASE = "http://127.0.0.1:5000"
 COMPOSE_IMAGE = "inventory-backend:local"  # docker-compose.yml's `image:`

@@ -8,8 +8,8 @@ import threading
 import pytest
 import requests
 
-from tests.platforms.conftest import ROOT, docker
 from tests.platforms.ecs import Task, run_task
+from tests.support.containers import ROOT, docker
 
 ROLES = ("web", "worker", "beat")
 

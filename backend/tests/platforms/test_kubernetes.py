@@ -33,7 +33,7 @@ import pytest
 import requests
 import yaml
 
-from tests.platforms.conftest import IMAGE, ROOT, run
+from tests.support.containers import IMAGE, ROOT, run
 
 K8S = ROOT / "deploy" / "k8s"
 ROLES = ("web", "worker", "beat")

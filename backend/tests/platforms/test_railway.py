@@ -22,7 +22,7 @@ import uuid
 import pytest
 import requests
 
-from tests.platforms.conftest import ROOT, docker
+from tests.support.containers import ROOT, docker
 
 RAILWAY_HEALTHCHECK_HOST = "healthcheck.railway.app"
 
