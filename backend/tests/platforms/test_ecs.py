@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from tests.platforms.ecs import Task, run_task
-from tests.support.containers import ROOT, docker
+from tests.support.containers import docker
+from tests.support.processes import ROOT
 
 ROLES = ("web", "worker", "beat")
 

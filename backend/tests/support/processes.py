@@ -90,7 +90,7 @@ class ServerProcess:
     lines: list[str] = field(default_factory=list)
 
     def output(self) -> str:
-        return self.output()
+        return "\n".join(self.lines)
 
     def json_lines(self) -> list[dict]:
         records = []
