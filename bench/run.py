@@ -14,13 +14,10 @@ the reservations.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import platform
 import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +30,13 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = ROOT / "backend"
+# The tests' helpers (free ports, waiting, process groups) and the app's own modules.
+sys.path.insert(0, str(BACKEND))
+
+from tests.support.http import wait_http  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
+from tests.support.processes import popen, stop_group  # noqa: E402
+
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
@@ -77,24 +81,10 @@ def env(**overrides: str) -> dict[str, str]:
     return {**clean, **BASE_ENV, **overrides, "PATH": f"{BIN}:{os.environ['PATH']}"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(port: int, path: str = "/health/", timeout: float = 60) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"port {port} did not answer {path}")
+def wait_healthy(port: int, timeout: float = 60) -> None:
+    """Wait for /health/ 200, polling often: the cold start is timed to it."""
+    url = f"http://127.0.0.1:{port}/health/"
+    wait_http(url, timeout, status=200, interval=0.02)
 
 
 def setup() -> str:
@@ -150,22 +140,16 @@ class Server:
             argv = [str(BIN / "gunicorn"), "-c", "config/gunicorn_conf.py"]
             if app:
                 argv.append(app)
-        self.process = subprocess.Popen(
+        self.process = popen(
             argv,
-            cwd=BACKEND,
             env=env(PORT=str(self.port), **overrides),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
-        wait_http(self.port)
+        wait_healthy(self.port)
 
     def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+        stop_group(self.process)
 
 
 def wrk(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
@@ -237,10 +221,14 @@ def reset_hot_sku(gate: bool) -> None:
             [HOT_STOCK, product_id],
         )
     conn.close()
+    # The gate's own key format. Imported where used: the bench process configures
+    # no Django, and only this step needs the app's code.
+    from apps.inventory.gate import gate_key
+
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(f"inventory:available:{HOT_SKU}")
+    client.delete(gate_key(HOT_SKU))
     if gate:
-        client.set(f"inventory:available:{HOT_SKU}", HOT_STOCK)
+        client.set(gate_key(HOT_SKU), HOT_STOCK)
 
 
 def hot_buyers() -> list[str]:
@@ -384,18 +372,15 @@ def cold_start() -> dict[str, float]:
     for _ in range(RUNS):
         port = free_port()
         started = time.monotonic()
-        process = subprocess.Popen(
+        process = popen(
             [str(BACKEND / "scripts" / "entrypoint.sh"), "web"],
-            cwd=BACKEND,
             env=env(PORT=str(port)),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
-        wait_http(port, timeout=120)
+        wait_healthy(port, timeout=120)
         samples.append(time.monotonic() - started)
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=40)
+        stop_group(process)
     result = {"seconds": statistics.median(samples), "samples": samples}
     log(f"cold start: {result['seconds']:.2f} s")
     return result

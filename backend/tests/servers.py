@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from tests.support.net import free_port
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 DIR_PREFIX = "backend-test-servers-"
@@ -48,13 +50,6 @@ REDIS_PACKAGE = "redis-server"
 
 class LauncherError(Exception):
     """A server could not be started; the message is the whole explanation."""
-
-
-def free_port() -> int:
-    """Return a TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def postgres_bindir() -> Path | None:
@@ -137,6 +132,22 @@ def die_with_parent(sig: int) -> Callable[[], None]:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sig)
 
     return preexec
+
+
+def _spawn(
+    argv: list[str], *, cwd: Path, log: Path, death_signal: int, **as_user: Any
+) -> subprocess.Popen[bytes]:
+    """Start a server appending to its log; it gets death_signal when we die."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(death_signal),
+            **as_user,
+        )
 
 
 @dataclass
@@ -229,36 +240,33 @@ def start_postgres(bindir: Path, base: Path) -> Server:
         raise LauncherError(f"make test: initdb failed:\n{result.stderr.strip()}")
     for _ in range(BIND_ATTEMPTS):
         port = free_port()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [
-                    str(bindir / "postgres"),
-                    "-D",
-                    str(data),
-                    "-p",
-                    str(port),
-                    "-c",
-                    "listen_addresses=127.0.0.1",
-                    "-c",
-                    f"unix_socket_directories={base}",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    # Process tests run several gunicorn and celery children at once.
-                    "-c",
-                    "max_connections=200",
-                ],
-                cwd=base,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                # Fast shutdown: ends the sessions a killed run left behind.
-                preexec_fn=die_with_parent(signal.SIGINT),
-                **as_user,
-            )
+        process = _spawn(
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={base}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                # Process tests run several gunicorn and celery children at once.
+                "-c",
+                "max_connections=200",
+            ],
+            cwd=base,
+            log=log,
+            # Fast shutdown: ends the sessions a killed run left behind.
+            death_signal=signal.SIGINT,
+            **as_user,
+        )
         if _wait_ready(process, lambda p=port: _postgres_ready(p), log, "PostgreSQL"):
             _create_database(port, "backend")
             return Server(
@@ -283,7 +291,8 @@ def _create_database(port: int, name: str) -> None:
     connection.close()
 
 
-def _redis_ready(port: int) -> bool:
+def redis_ready(port: int) -> bool:
+    """Does a redis-server answer PING on this port?"""
     import redis
 
     try:
@@ -316,16 +325,13 @@ def start_redis(binary: Path, base: Path) -> Server:
     log = base / "redis.log"
     for _ in range(BIND_ATTEMPTS):
         port = free_port()
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                redis_server_argv(binary=str(binary), port=port, directory=data),
-                cwd=data,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-        if _wait_ready(process, lambda p=port: _redis_ready(p), log, "Redis"):
+        process = _spawn(
+            redis_server_argv(binary=str(binary), port=port, directory=data),
+            cwd=data,
+            log=log,
+            death_signal=signal.SIGTERM,
+        )
+        if _wait_ready(process, lambda p=port: redis_ready(p), log, "Redis"):
             return Server("Redis", process, f"redis://127.0.0.1:{port}/0", log)
     raise LauncherError(f"make test: Redis did not start; its log:\n{_tail(log)}")
 

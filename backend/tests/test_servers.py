@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKEND_DIR, PYTHON, clean_environ, free_port
 from tests.servers import DIR_PREFIX, PID_FILE
+from tests.support.env import clean_environ
+from tests.support.net import free_port
+from tests.support.processes import PYTHON, popen, run_python
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +77,8 @@ def _launch(
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
         **env,
     )
-    process = subprocess.Popen(
+    # Its own process group (popen): a Ctrl-C can be sent to it alone.
+    process = popen(
         [
             PYTHON,
             "-m",
@@ -86,13 +89,9 @@ def _launch(
             "no:cacheprovider",
             str(tmp_path / "test_probe.py"),
         ],
-        cwd=BACKEND_DIR,
         env=environ,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        # Its own process group: a Ctrl-C can be sent to it alone.
-        start_new_session=True,
         # What `make test &` gets from a shell: SIGINT ignored.
         preexec_fn=_ignore_sigint if background else None,
     )
@@ -239,13 +238,5 @@ def test_missing_binaries_are_named_in_one_line(
     given: dict[str, str], line: str
 ) -> None:
     env = clean_environ(PATH="/nonexistent", **given)
-    result = subprocess.run(
-        [PYTHON, "-c", MISSING_SCRIPT],
-        cwd=BACKEND_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(["-c", MISSING_SCRIPT], env=env)
     assert (result.returncode, result.stdout, result.stderr) == (3, "", line + "\n")

@@ -14,7 +14,8 @@ from django.test import override_settings
 from apps.core import checks
 from apps.core.db_budget import connection_budget_compute
 from config.env import load
-from tests.conftest import PRODUCTION_ENV, run_python
+from tests.support.env import PRODUCTION_ENV
+from tests.support.processes import run_python
 
 pytestmark = pytest.mark.django_db
 

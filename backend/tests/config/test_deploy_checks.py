@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 from django.test import override_settings
 
 from apps.core import checks
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 PROD = {
     **PRODUCTION_ENV,
@@ -14,30 +17,29 @@ PROD = {
 }
 
 
-def test_check_deploy_is_clean_with_production_environment() -> None:
-    result = run_python(
+def check_deploy(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """`check --deploy --fail-level WARNING` with PROD and the overrides."""
+    return run_python(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=clean_environ(**PROD),
+        env=clean_environ(**PROD, **overrides),
     )
+
+
+def test_check_deploy_is_clean_with_production_environment() -> None:
+    result = check_deploy()
     assert result.returncode == 0, result.stdout + result.stderr
     # security.W021 (HSTS preload) is the only silenced check, on purpose.
     assert "System check identified no issues (1 silenced)." in result.stdout
 
 
 def test_check_deploy_with_preload_opted_in_silences_nothing() -> None:
-    result = run_python(
-        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=clean_environ(**PROD, SECURE_HSTS_PRELOAD="true"),
-    )
+    result = check_deploy(SECURE_HSTS_PRELOAD="true")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
 def test_check_deploy_fails_on_plain_http() -> None:
-    result = run_python(
-        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=clean_environ(**PROD, SECURE_SSL_REDIRECT="false"),
-    )
+    result = check_deploy(SECURE_SSL_REDIRECT="false")
     assert result.returncode == 1
     assert "security.W008" in result.stderr
     assert "core.W004" in result.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from config.env import REGISTRY, ConfigError, load, parse_bool, parse_value
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 GOOD = {**PRODUCTION_ENV, "DATABASE_URL": "postgres://app:pw@db.internal:5432/app"}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 
 def test_no_missing_migrations() -> None:

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 
 def test_cache_calls_miss_and_log_once_when_redis_is_down(

@@ -8,29 +8,26 @@ import time
 import pytest
 import requests
 
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 HTTPS = {"X-Forwarded-Proto": "https"}
 
 
+def get(server, path: str, headers: dict[str, str]) -> requests.Response:
+    """GET a path of the server as a client sends it: redirects are not followed."""
+    return requests.get(
+        server.base_url + path, headers=headers, allow_redirects=False, timeout=5
+    )
+
+
 def test_security_headers_and_https_redirect(start_gunicorn) -> None:
     server = start_gunicorn()
-    plain = requests.get(
-        server.base_url + "/api/",
-        headers={"Host": "api.example.com"},
-        allow_redirects=False,
-        timeout=5,
-    )
+    plain = get(server, "/api/", {"Host": "api.example.com"})
     assert plain.status_code == 301
     assert plain.headers["Location"] == "https://api.example.com/api/"
 
-    secure = requests.get(
-        server.base_url + "/nope/",
-        headers={"Host": "api.example.com", **HTTPS},
-        allow_redirects=False,
-        timeout=5,
-    )
+    secure = get(server, "/nope/", {"Host": "api.example.com", **HTTPS})
     assert secure.status_code == 404
     assert secure.json()["error"]["code"] == "not_found"
     headers = secure.headers
@@ -43,19 +40,9 @@ def test_security_headers_and_https_redirect(start_gunicorn) -> None:
 
 def test_probes_answer_any_host_over_plain_http(start_gunicorn) -> None:
     server = start_gunicorn()
-    live = requests.get(
-        server.base_url + "/health/",
-        headers={"Host": "10.0.3.7"},
-        allow_redirects=False,
-        timeout=5,
-    )
+    live = get(server, "/health/", {"Host": "10.0.3.7"})
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
-    ready = requests.get(
-        server.base_url + "/health/ready/",
-        headers={"Host": "10.0.3.7"},
-        allow_redirects=False,
-        timeout=5,
-    )
+    ready = get(server, "/health/ready/", {"Host": "10.0.3.7"})
     body = ready.json()
     assert (ready.status_code, body["status"]) == (200, "ok"), body
     assert body["checks"] == {"database": "ok", "migrations": "ok", "redis": "ok"}

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.test import override_settings
 
 from apps.core.rate_windows import MAX_UNSENT_SECONDS, WindowCounters, batch_size
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 NOW = 1_800_000_000.0
 WINDOW_END = NOW + 60

@@ -9,7 +9,7 @@ import requests
 from django.test import RequestFactory
 
 from apps.core import health
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,8 @@ from sentry_sdk.transport import Transport
 
 from apps.core.context import request_id_var
 from apps.core.sentry import sentry_init
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 
 class RecordingTransport(Transport):

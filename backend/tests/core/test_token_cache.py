@@ -13,7 +13,8 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from apps.core import tokens
-from tests.conftest import run_python, token_client
+from tests.factories import token_client
+from tests.support.processes import run_python
 
 
 @pytest.fixture(autouse=True)
@@ -38,25 +39,35 @@ def test_token_is_verified_once_then_served_from_the_cache(user) -> None:
     assert (cached_user.pk, cached_token.key) == (user.pk, key)
 
 
+def statuses_around(user, on_commit, revoke) -> tuple[int, int]:
+    """A token client's status before and after `revoke` committed (on_commit is
+    pytest-django's django_capture_on_commit_callbacks)."""
+    client = token_client(user)
+    before = products(client)
+    with on_commit(execute=True):
+        revoke()
+    return before, products(client)
+
+
 def test_token_deleted_through_the_app_stops_working_at_once(
     user, django_capture_on_commit_callbacks
 ) -> None:
-    client = token_client(user)
-    assert products(client) == 200
-    with django_capture_on_commit_callbacks(execute=True):
+    def delete_token() -> None:
         Token.objects.get(user=user).delete()
-    assert products(client) == 401
+
+    statuses = statuses_around(user, django_capture_on_commit_callbacks, delete_token)
+    assert statuses == (200, 401)
 
 
 def test_deactivated_user_stops_working_at_once(
     user, django_capture_on_commit_callbacks
 ) -> None:
-    client = token_client(user)
-    assert products(client) == 200
-    with django_capture_on_commit_callbacks(execute=True):
+    def deactivate() -> None:
         user.is_active = False
         user.save()
-    assert products(client) == 401
+
+    statuses = statuses_around(user, django_capture_on_commit_callbacks, deactivate)
+    assert statuses == (200, 401)
 
 
 def test_token_revoked_outside_the_app_stops_within_the_cache_time(

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import pytest
 import requests
 
-from tests.conftest import free_port
-from tests.docs.test_docs import dashboard_metric_names
-from tests.processes.test_worker import wait_until
+from tests.support.net import free_port
+from tests.support.observability import dashboard_metric_names, sample_names
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 HTTPS = {"X-Forwarded-Proto": "https"}
-
-
-def sample_names(exposition: str) -> set[str]:
-    return {
-        re.split(r"[{ ]", line, maxsplit=1)[0]
-        for line in exposition.splitlines()
-        if line and not line.startswith("#")
-    }
 
 
 def test_every_queried_metric_is_exported(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -196,17 +195,3 @@ def test_checklist_names_only_tests_that_exist() -> None:
             ):
                 missing.append(ref)
     assert missing == []
-
-
-def dashboard_metric_names() -> set[str]:
-    dashboard = json.loads(
-        (ROOT / "deploy/observability/grafana-dashboard.json").read_text()
-    )
-    alerts = (ROOT / "deploy/observability/alerts.yml").read_text()
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]] + [alerts]
-    names = set()
-    for expr in exprs:
-        names |= set(
-            re.findall(r"\b((?:django|celery|inventory|health)_[a-z0-9_]+)", expr)
-        )
-    return names

@@ -15,16 +15,19 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import psycopg2
 import pytest
 import requests
 from django.db.models import Sum
 from django.utils import timezone
 
+from apps.inventory.gate import gate_key
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.conftest import free_port, run_python, start_redis
 from tests.environment import database_port
-from tests.processes.test_worker import wait_until
+from tests.support.net import free_port
+from tests.support.postgres import database_name, raw_connection
+from tests.support.processes import run_python
+from tests.support.redis import start_redis
+from tests.support.wait import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -109,7 +112,7 @@ def test_redis_dies_during_load_and_comes_back(
         assert response.status_code == 201
         import redis
 
-        counter = redis.Redis(port=port).get(f"inventory:available:{product.sku}")
+        counter = redis.Redis(port=port).get(gate_key(product.sku))
         assert int(counter) == 9  # warmed from the database (10), then taken (1)
         reconcile = run_python(
             [
@@ -149,7 +152,7 @@ def test_postgres_unreachable_then_recovers(
     proxy_port = proxy.listen_port
     server = start_gunicorn(
         GUNICORN_WORKERS="2",
-        DATABASE_URL=(f"postgres://postgres@127.0.0.1:{proxy_port}/{_test_db_name()}"),
+        DATABASE_URL=(f"postgres://postgres@127.0.0.1:{proxy_port}/{database_name()}"),
         DB_CONNECT_TIMEOUT="2",
     )
     url = f"{server.base_url}/api/v1/products/{product.sku}/"
@@ -192,12 +195,6 @@ def test_postgres_unreachable_then_recovers(
     assert ledger_matches(product) == (40, 0)
 
 
-def _test_db_name() -> str:
-    from django.db import connections
-
-    return connections["default"].settings_dict["NAME"]
-
-
 def test_worker_killed_mid_expiry_batch_releases_each_once(
     start_entrypoint, make_product, make_user, production_env
 ) -> None:
@@ -221,9 +218,7 @@ def test_worker_killed_mid_expiry_batch_releases_each_once(
     worker.wait_for_line(lambda line: "ready." in line, timeout=60)
 
     # Hold the stock row: the expiry batch blocks inside its transaction, mid-batch.
-    blocker = psycopg2.connect(
-        host="127.0.0.1", port=database_port(), user="postgres", dbname=_test_db_name()
-    )
+    blocker = raw_connection()
     with blocker.cursor() as cursor:
         cursor.execute(
             "SELECT 1 FROM inventory_stock WHERE product_id = %s FOR UPDATE",
@@ -232,9 +227,7 @@ def test_worker_killed_mid_expiry_batch_releases_each_once(
     from config.celery import app
 
     app.send_task("inventory.expire_reservations", queue=queue)
-    watcher = psycopg2.connect(
-        host="127.0.0.1", port=database_port(), user="postgres", dbname=_test_db_name()
-    )
+    watcher = raw_connection()
     watcher.autocommit = True
 
     def waiting_backend() -> int | None:

@@ -17,23 +17,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PRODUCTION_ENV, ServerProcess, free_port, start_process
+from tests.support.containers import BUILDAH_ENV, IMAGE, buildah
+from tests.support.env import PRODUCTION_ENV
+from tests.support.http import wait_http
+from tests.support.net import free_port
+from tests.support.processes import (
+    ServerProcess,
+    assert_exit,
+    local_url,
+    start_process,
+)
 
-IMAGE = os.environ.get("IMAGE", "inventory-backend:test")
 BASE_IMAGE = "docker.io/library/python:3.12-slim"
-BUILDAH_ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 pytestmark = pytest.mark.slow
-
-
-def buildah(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["buildah", *args],
-        env=BUILDAH_ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +97,7 @@ def run_in(container: str, app_env: dict[str, str]):
             "/app/scripts/entrypoint.sh",
             *args,
         ]
-        port = env.get("PORT", "")
-        return start_process(argv, env=BUILDAH_ENV, base_url=f"http://127.0.0.1:{port}")
+        return start_process(argv, env=BUILDAH_ENV, base_url=local_url(env))
 
     yield run
     for marker in markers:
@@ -205,11 +200,16 @@ def test_bytecode_is_compiled_at_build(container: str) -> None:
 
 def test_missing_secret_key_exits_1_with_the_registry_message(run_in) -> None:
     process = run_in("web", DJANGO_SECRET_KEY="", PORT=str(free_port()))
-    assert process.process.wait(timeout=120) == 1
-    output = "\n".join(process.lines)
-    assert "Invalid configuration: 1 problem with environment variables:" in output
-    assert "  - DJANGO_SECRET_KEY is missing" in output
-    assert "Traceback" not in output
+    assert_exit(
+        process,
+        1,
+        timeout=120,
+        says=[
+            "Invalid configuration: 1 problem with environment variables:",
+            "  - DJANGO_SECRET_KEY is missing",
+        ],
+        never=["Traceback"],
+    )
 
 
 def test_migrate_role_exits_0(run_in) -> None:
@@ -221,14 +221,8 @@ def test_migrate_role_exits_0(run_in) -> None:
 def test_web_role_serves_probes_and_static_files(run_in, container: str) -> None:
     port = free_port()
     process = run_in("web", PORT=str(port), GUNICORN_WORKERS="2")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            live = requests.get(f"http://127.0.0.1:{port}/health/", timeout=2)
-            break
-        except requests.RequestException:
-            assert process.process.poll() is None, process.lines
-            time.sleep(0.5)
+    wait_http(f"{process.base_url}/health/", 120, process, interval=0.5)
+    live = requests.get(f"{process.base_url}/health/", timeout=2)
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
     ready = requests.get(f"http://127.0.0.1:{port}/health/ready/", timeout=5)
     assert (ready.status_code, ready.json()["status"]) == (200, "ok"), ready.text

@@ -13,8 +13,9 @@ from django.db.models import Sum
 
 from apps.inventory import gate
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.conftest import free_port, start_redis
-from tests.processes.test_worker import wait_until
+from tests.support.net import free_port
+from tests.support.redis import start_redis
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -10,44 +10,25 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from datetime import timedelta
 
 import pytest
 from django.db import connection, connections, transaction
-from django.db.models import F
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from apps.inventory import gate, services
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.inventory.locks import blocked_backends, wait_for
+from tests.factories import reservation_expired
+from tests.support.postgres import blocked_backends
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def expired_reservations(user, layout: list[tuple[int, object, int]]) -> None:
-    """Create expired reservations with chosen ids (the sweep's lock order)."""
+    """Make expired reservations with chosen ids (the sweep's lock order)."""
     for number, product, quantity in layout:
-        Reservation.objects.create(
-            id=uuid.UUID(int=number),
-            product=product,
-            owner=user,
-            quantity=quantity,
-            expires_at=timezone.now() - timedelta(minutes=1),
-        )
-        Stock.objects.filter(product=product).update(reserved=F("reserved") + quantity)
-        StockMovement.objects.create(
-            product=product,
-            kind=StockMovement.Kind.RESERVE,
-            quantity=quantity,
-            on_hand_delta=0,
-            reserved_delta=quantity,
-            reservation_id=uuid.UUID(int=number),
-        )
-    for product in {product for _, product, _ in layout}:
-        stock = Stock.objects.get(product=product)
-        assert gate.gate_compare_and_set(
-            sku=product.sku, expected=stock.on_hand, value=stock.available
+        reservation_expired(
+            owner=user, product=product, quantity=quantity, number=number
         )
 
 
@@ -77,9 +58,9 @@ def test_two_sweeps_over_crossing_products_do_not_deadlock(make_product, user):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {StockMovement._meta.db_table} IN SHARE MODE")
         first.start()
-        wait_for(lambda: blocked_backends() == 1, "the first sweep to wait")
+        wait_until(lambda: blocked_backends() == 1, 30, "the first sweep to wait")
         second.start()
-        wait_for(lambda: blocked_backends() == 2, "the second sweep to wait")
+        wait_until(lambda: blocked_backends() == 2, 30, "the second sweep to wait")
     first.join(60)
     second.join(60)
 

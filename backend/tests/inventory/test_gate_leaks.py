@@ -11,7 +11,7 @@ from django.db import OperationalError, connection
 
 from apps.inventory import gate, services
 from apps.inventory.models import Product, Stock, StockMovement
-from tests.inventory.locks import raw_connection
+from tests.support.postgres import raw_connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

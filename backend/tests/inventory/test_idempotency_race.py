@@ -15,7 +15,8 @@ from django.db import transaction
 
 from apps.inventory import gate
 from apps.inventory.models import Reservation, Stock
-from tests.inventory.locks import blocked_backends, wait_for
+from tests.support.postgres import blocked_backends
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 HTTPS = {"X-Forwarded-Proto": "https"}
@@ -51,13 +52,14 @@ def race(server, product, headers, first_body, retry_body):
         Stock.objects.select_for_update().get(product=product)
         first = Call(url, json=first_body, headers={**headers, **key})
         first.start()
-        wait_for(lambda: blocked_backends() == 1, "the first request to wait")
+        wait_until(lambda: blocked_backends() == 1, 30, "the first request to wait")
         assert gate.gate_read(sku=product.sku) == 0  # it holds the last unit
         retry = Call(url, json=retry_body, headers={**headers, **key})
         retry.start()
         # Either the retry waits behind the first request, or it has answered.
-        wait_for(
+        wait_until(
             lambda: retry.response is not None or blocked_backends() == 2,
+            30,
             "the retry to wait or answer",
         )
     first.join(60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 import redis
@@ -21,7 +22,9 @@ from apps.core import api, tokens
 from apps.core.api import UserRateThrottle
 from apps.core.rate_windows import WindowCounters, batch_size
 from apps.inventory import gate
-from tests.conftest import free_port, start_redis, token_client
+from tests.factories import token_client
+from tests.support.net import free_port
+from tests.support.redis import start_redis, stop_redis
 
 # A fixed throttle clock: warm-up and measured requests share one rate window.
 FIXED_NOW = 1_800_000_000.0
@@ -46,8 +49,7 @@ def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
         with override_settings(REDIS_URL=url, CACHES=caches):
             yield redis.Redis(port=port, decode_responses=True)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_redis(process)
 
 
 def command_counts(client: redis.Redis) -> dict[str, int]:
@@ -67,22 +69,48 @@ def commands_during(client: redis.Redis, action) -> tuple[dict[str, int], object
     return {k: v for k, v in delta.items() if v}, result
 
 
+def warm_then_measure(private_redis: redis.Redis, request) -> tuple:
+    """Send `request` twice: the first warms the token cache, the rate window and
+    the gate; return its answer, then the SQL, Redis commands and answer of the
+    second."""
+    first = request()
+    with CaptureQueriesContext(connection) as queries:
+        commands, second = commands_during(private_redis, request)
+    return first, [q["sql"] for q in queries.captured_queries], commands, second
+
+
+@pytest.fixture
+def reservation_cost(private_redis, user, make_product):
+    """Reserve one unit of a product with `on_hand` units (its gate warm), twice;
+    return the product and what warm_then_measure returns."""
+
+    def cost(*, on_hand: int) -> tuple:
+        product = make_product(on_hand=on_hand)
+        gate.gate_warm(sku=product.sku, available=on_hand)
+        client = token_client(user)
+        body = {"sku": product.sku, "quantity": 1}
+        request = partial(client.post, "/api/v1/reservations/", body, format="json")
+        return product, *warm_then_measure(private_redis, request)
+
+    return cost
+
+
 def test_warm_product_gets_cost_one_query_each_and_one_redis_command_per_batch(
     private_redis, user, make_product
 ) -> None:
     product = make_product(on_hand=7)
     client = token_client(user)
     url = f"/api/v1/products/{product.sku}/"
-    # Warms the token cache; a window's first request is added to Redis at once.
-    assert client.get(url).status_code == 200
     batch = batch_size(UserRateThrottle().num_requests)
     assert batch > 1  # the default user rate is batched
     measured = 2 * batch
-
-    with CaptureQueriesContext(connection) as queries:
+    # Warms the token cache; a window's first request is added to Redis at once.
+    assert client.get(url).status_code == 200
+    with CaptureQueriesContext(connection) as captured:
         commands, responses = commands_during(
             private_redis, lambda: [client.get(url) for _ in range(measured)]
         )
+    queries = [q["sql"] for q in captured.captured_queries]
 
     assert [response.status_code for response in responses] == [200] * measured
     assert responses[-1].json() == {
@@ -93,10 +121,8 @@ def test_warm_product_gets_cost_one_query_each_and_one_redis_command_per_batch(
         "reserved": 0,
         "available": 7,
     }
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == [
-        "SELECT"
-    ] * measured
-    assert not any("authtoken" in q["sql"] for q in queries.captured_queries)
+    assert [sql.split()[0] for sql in queries] == ["SELECT"] * measured
+    assert not any("authtoken" in sql for sql in queries)
     # The per-user rate window: one INCRBY per batch, and the shared count is exact.
     assert commands == {"incrby": 2}
     (window_key,) = private_redis.keys(f"*throttle_user_{user.pk}:*")
@@ -104,56 +130,36 @@ def test_warm_product_gets_cost_one_query_each_and_one_redis_command_per_batch(
 
 
 def test_refused_reservation_on_sold_out_sku_costs_no_query_and_one_redis_read(
-    private_redis, user, make_product
+    reservation_cost,
 ) -> None:
-    product = make_product(on_hand=0)
-    gate.gate_warm(sku=product.sku, available=0)
-    client = token_client(user)
-    body = {"sku": product.sku, "quantity": 1}
-    assert client.post("/api/v1/reservations/", body, format="json").status_code == 409
+    product, first, queries, commands, response = reservation_cost(on_hand=0)
 
-    with CaptureQueriesContext(connection) as queries:
-        commands, response = commands_during(
-            private_redis,
-            lambda: client.post("/api/v1/reservations/", body, format="json"),
-        )
-
-    assert response.status_code == 409
+    assert (first.status_code, response.status_code) == (409, 409)
     assert response.json()["error"]["details"] == {
         "sku": product.sku,
         "requested": 1,
         "available": 0,
     }
-    assert queries.captured_queries == []
+    assert queries == []
     # The gate's counter read, no script for a refusal; the rate window's count
     # waits for its batch.
     assert commands == {"get": 1}
 
 
 def test_accepted_reservation_query_count_is_pinned(
-    private_redis, user, make_product
+    reservation_cost, private_redis
 ) -> None:
-    product = make_product(on_hand=5)
-    gate.gate_warm(sku=product.sku, available=5)
-    client = token_client(user)
-    body = {"sku": product.sku, "quantity": 1}
-    assert client.post("/api/v1/reservations/", body, format="json").status_code == 201
+    product, first, queries, commands, response = reservation_cost(on_hand=5)
 
-    with CaptureQueriesContext(connection) as queries:
-        commands, response = commands_during(
-            private_redis,
-            lambda: client.post("/api/v1/reservations/", body, format="json"),
-        )
-
-    assert response.status_code == 201
-    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert (first.status_code, response.status_code) == (201, 201)
+    statements = [sql.split()[0] for sql in queries]
     # Product, the owner's lock (with the database clock) and held units, the
     # reservation and its ledger row, then the stock update: the stock row, which
     # every buyer of the SKU queues on, is locked last. (Outside a test's own
     # transaction, BEGIN and COMMIT around the last five; test_api's pinned count
     # sees those.)
     assert statements == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT", "UPDATE"]
-    assert "inventory_stock" in queries.captured_queries[-1]["sql"]
+    assert "inventory_stock" in queries[-1]
     # Counter read, then the take script (its GET and DECRBY); the rate window's
     # count waits for its batch.
     assert commands == {"get": 2, "eval": 1, "decrby": 1}

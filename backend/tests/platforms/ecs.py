@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.platforms.conftest import docker
+from tests.support.containers import docker
 
 
 @dataclass

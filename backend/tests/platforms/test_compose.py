@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.platforms.conftest import ROOT, docker, run
+from tests.support.containers import docker, run
+from tests.support.processes import ROOT
 
 BASE = "http://127.0.0.1:5000"
 COMPOSE_IMAGE = "inventory-backend:local"  # docker-compose.yml's `image:`

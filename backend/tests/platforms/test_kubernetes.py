@@ -33,7 +33,8 @@ import pytest
 import requests
 import yaml
 
-from tests.platforms.conftest import IMAGE, ROOT, run
+from tests.support.containers import IMAGE, run
+from tests.support.processes import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 ROLES = ("web", "worker", "beat")

@@ -22,7 +22,8 @@ import uuid
 import pytest
 import requests
 
-from tests.platforms.conftest import ROOT, docker
+from tests.support.containers import docker
+from tests.support.processes import ROOT
 
 RAILWAY_HEALTHCHECK_HOST = "healthcheck.railway.app"
 

@@ -35,8 +35,9 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port
-from tests.platforms.conftest import BUILDAH_ENV, IMAGE, ROOT, docker
+from tests.support.containers import BUILDAH_ENV, IMAGE, docker
+from tests.support.net import free_port
+from tests.support.processes import ROOT
 
 V2_IMAGE = f"{IMAGE}-v2"
 V2_DOCKER_IMAGE = f"{V2_IMAGE.replace(':', '-')}:platform-test"

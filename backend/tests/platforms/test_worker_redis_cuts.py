@@ -17,8 +17,9 @@ import pytest
 import redis
 from celery import Celery
 
-from tests.conftest import free_port, start_redis
-from tests.processes.test_worker import queue, start_worker, wait_until  # noqa: F401
+from tests.support.net import free_port
+from tests.support.redis import start_redis, stop_redis
+from tests.support.wait import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -42,8 +43,8 @@ def consumed_after(directory: Path, moment: float) -> bool:
 
 @pytest.mark.timeout(900)
 def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
-    start_worker,  # noqa: F811
-    queue,  # noqa: F811
+    start_worker,
+    queue,
     tmp_path: Path,
 ) -> None:
     port = free_port()
@@ -134,5 +135,4 @@ def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
     finally:
         stop_publishing.set()
         proxy.stop()
-        server.terminate()
-        server.wait(timeout=10)
+        stop_redis(server)

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_environ, free_port, run_python
-from tests.processes.test_worker import wait_until
+from tests.support.env import clean_environ
+from tests.support.net import free_port
+from tests.support.processes import WORKER_COMMAND
+from tests.support.processes import healthcheck as run_healthcheck
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,14 +39,7 @@ def test_two_beats_schedule_each_period_once(
     marker = uuid.uuid4().hex[:10]
     start_entrypoint(
         "worker",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "--include",
-        "tests.worker_tasks",
-        "--without-gossip",
-        "--without-mingle",
+        *WORKER_COMMAND,
         CELERY_WORKER_QUEUES=f"test-{marker}",
     ).wait_for_line(lambda line: "ready." in line, timeout=60)
     first = start_beat(start_entrypoint, marker, tmp_path)
@@ -62,9 +58,7 @@ def test_two_beats_schedule_each_period_once(
 
 
 def healthcheck(**env: str):
-    return run_python(
-        ["-m", "apps.core.healthcheck"], env=clean_environ(DEBUG="true", **env)
-    )
+    return run_healthcheck(clean_environ(DEBUG="true", **env))
 
 
 def test_healthcheck_web(start_gunicorn) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_environ, run_python
+from tests.support.env import clean_environ
+from tests.support.processes import run_python
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 from tests.tcp_proxy import SilentServer
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,8 @@ import psycopg2
 import pytest
 
 from apps.core.management.commands.migrate_locked import MIGRATION_LOCK_KEY
-from tests.conftest import run_python, with_venv_path
-from tests.processes.test_entrypoint import empty_database  # noqa: F401 - fixture
+from tests.support.env import with_venv_path
+from tests.support.processes import run_python
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ with connection.cursor() as cursor:
 def test_migration_longer_than_the_statement_timeout_succeeds(
     start_entrypoint,
     production_env,
-    empty_database,  # noqa: F811
+    empty_database,
 ) -> None:
     _, url = empty_database
     slow = {
@@ -38,7 +38,7 @@ def test_migration_longer_than_the_statement_timeout_succeeds(
     assert process.process.wait(timeout=180) == 0, process.lines
     assert any(
         "Applying slow_migration.0001_slow... OK" in line for line in process.lines
-    ), "\n".join(process.lines)
+    ), process.output()
 
     # The app's own connections still carry the 1 s timeout.
     env = with_venv_path({**production_env, **slow})
@@ -53,7 +53,7 @@ def test_migration_longer_than_the_statement_timeout_succeeds(
 
 def test_lock_wait_honours_migration_lock_timeout(
     production_env,
-    empty_database,  # noqa: F811
+    empty_database,
 ) -> None:
     _, url = empty_database
     holder = psycopg2.connect(url)

@@ -19,8 +19,11 @@ import requests
 from celery import Celery
 from rest_framework.authtoken.models import Token
 
-from tests.conftest import free_port, run_python, with_venv_path
-from tests.processes.test_worker import wait_until
+from tests.support.env import with_venv_path
+from tests.support.net import free_port
+from tests.support.processes import WORKER_COMMAND, healthcheck
+from tests.support.redis import stop_redis
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +56,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     client = redis.Redis.from_url(url, ssl_ca_certs=str(tmp_path / "ca.crt"))
     wait_until(lambda: _pings(client), 10, "TLS redis-server")
     yield url, tmp_path / "ca.crt"
-    server.terminate()
-    server.wait(timeout=10)
+    stop_redis(server)
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -82,10 +84,12 @@ def test_web_worker_and_beat_run_on_rediss(
     web = start_entrypoint("web", PORT=str(port), **tls)
     web.wait_for_line(lambda line: "Listening at" in line, 60)
     worker = start_entrypoint(
-        "worker", "celery", "-A", "config", "worker", "--include",
-        "tests.worker_tasks", "--without-gossip", "--without-mingle",
-        CELERY_WORKER_QUEUES=queue, CELERY_WORKER_CONCURRENCY="1", **tls,
-    )  # fmt: skip
+        "worker",
+        *WORKER_COMMAND,
+        CELERY_WORKER_QUEUES=queue,
+        CELERY_WORKER_CONCURRENCY="1",
+        **tls,
+    )
     worker.wait_for_line(lambda line: "ready." in line, 60)
     beat = start_entrypoint("beat", **tls)
 
@@ -123,13 +127,7 @@ def test_web_worker_and_beat_run_on_rediss(
     probe_env = with_venv_path(
         {**production_env, "HEARTBEAT_DIR": str(tmp_path), **tls}
     )
-    wait_until(
-        lambda: (
-            run_python(["-m", "apps.core.healthcheck"], env=probe_env).returncode == 0
-        ),
-        60,
-        "beat heartbeat",
-    )
+    wait_until(lambda: healthcheck(probe_env).returncode == 0, 60, "beat heartbeat")
     wait_until(lambda: client.exists("backend:redbeat::lock"), 30, "RedBeat lock")
     for process in (web, worker, beat):
         assert process.process.poll() is None, process.lines

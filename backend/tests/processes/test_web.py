@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from apps.core.cpus import usable_cpus, worker_count
-from tests.conftest import PRODUCTION_ENV, clean_environ, run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.processes import run_python
 
 pytestmark = pytest.mark.slow
 

@@ -7,55 +7,13 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.support.net import free_port
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@pytest.fixture
-def queue() -> str:
-    # A queue per test: leftovers of other runs never reach this test's worker.
-    return f"test-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def start_worker(start_entrypoint, queue: str):
-    def start(*extra_args: str, **overrides: str) -> ServerProcess:
-        env = {
-            "CELERY_WORKER_QUEUES": queue,
-            "CELERY_WORKER_CONCURRENCY": "1",
-            **overrides,
-        }
-        worker = start_entrypoint(
-            "worker",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--include",
-            "tests.worker_tasks",
-            "--without-gossip",
-            "--without-mingle",
-            *extra_args,
-            **env,
-        )
-        worker.wait_for_line(lambda line: "ready." in line, timeout=60)
-        return worker
-
-    return start
 
 
 @pytest.fixture
@@ -68,15 +26,36 @@ def send(queue: str):
     return send
 
 
+def wait_for_start(redis_client, marker: str) -> None:
+    """Wait until tests.sleep_then_record with this marker has started."""
+    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+
+
+def sigterm_once_started(worker, redis_client, marker: str) -> tuple[int, float]:
+    """SIGTERM the worker once the task started; return its exit status and how
+    long it took to stop."""
+    wait_for_start(redis_client, marker)
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    status = worker.process.wait(timeout=30)
+    return status, time.monotonic() - signalled
+
+
+def assert_ran_again_with_one_effect(
+    redis_client, marker: str, timeout: float, what: str
+) -> None:
+    """Wait for the second run to finish: two starts, one effect."""
+    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), timeout, what)
+    assert redis_client.llen(f"test:{marker}:starts") == 2
+    assert redis_client.get(f"test:{marker}:effects") == "1"
+
+
 def test_sigterm_lets_the_running_task_finish(start_worker, send, redis_client) -> None:
     marker = uuid.uuid4().hex
     worker = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="6")
     send("tests.sleep_then_record", marker=marker, seconds=3)
-    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
-    signalled = time.monotonic()
-    worker.process.send_signal(signal.SIGTERM)
-    assert worker.process.wait(timeout=30) == 0, worker.lines
-    stopped_after = time.monotonic() - signalled
+    status, stopped_after = sigterm_once_started(worker, redis_client, marker)
+    assert status == 0, worker.lines
     assert redis_client.llen(f"test:{marker}:finished") == 1
     assert redis_client.get(f"test:{marker}:effects") == "1"
     # Celery waits out the soft-shutdown timeout whenever a task was running.
@@ -97,17 +76,12 @@ def test_task_longer_than_soft_shutdown_is_requeued_and_completed(
     marker = uuid.uuid4().hex
     first = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="2")
     send("tests.sleep_then_record", marker=marker, seconds=8)
-    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
-    signalled = time.monotonic()
-    first.process.send_signal(signal.SIGTERM)
-    first.process.wait(timeout=30)
-    assert time.monotonic() - signalled < 10
+    _, stopped_after = sigterm_once_started(first, redis_client, marker)
+    assert stopped_after < 10
     assert redis_client.llen(f"test:{marker}:finished") == 0
     # The next worker gets it at once, not after the visibility timeout (2 h).
     start_worker()
-    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 40, "rerun")
-    assert redis_client.llen(f"test:{marker}:starts") == 2
-    assert redis_client.get(f"test:{marker}:effects") == "1"
+    assert_ran_again_with_one_effect(redis_client, marker, 40, "rerun")
 
 
 def test_sigkill_of_the_pool_child_requeues_at_once(
@@ -116,13 +90,11 @@ def test_sigkill_of_the_pool_child_requeues_at_once(
     marker = uuid.uuid4().hex
     start_worker()
     send("tests.sleep_then_record", marker=marker, seconds=3)
-    wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
+    wait_for_start(redis_client, marker)
     child_pid = int(redis_client.lindex(f"test:{marker}:starts", 0))
     os.kill(child_pid, signal.SIGKILL)
     # task_reject_on_worker_lost: the same worker's new child runs it again now.
-    wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 30, "rerun")
-    assert redis_client.llen(f"test:{marker}:starts") == 2
-    assert redis_client.get(f"test:{marker}:effects") == "1"
+    assert_ran_again_with_one_effect(redis_client, marker, 30, "rerun")
 
 
 def test_sigkill_of_the_whole_worker_redelivers_after_visibility_timeout(
@@ -222,8 +194,6 @@ def test_failed_task_is_recorded_logged_and_requeued_from_admin(
 
 
 def test_worker_metrics_count_task_outcomes(start_worker, send, redis_client) -> None:
-    from tests.conftest import free_port
-
     port = free_port()
     marker = uuid.uuid4().hex
     start_worker(WORKER_METRICS_PORT=str(port))
@@ -249,7 +219,6 @@ def test_a_poison_task_ends_in_failed_tasks_after_bounded_deliveries(
     start_worker, send, redis_client
 ) -> None:
     from apps.core.models import FailedTask
-    from tests.conftest import free_port
 
     port = free_port()
     marker = uuid.uuid4().hex

@@ -7,15 +7,18 @@ test can freeze, the probe run as a platform runs it.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
+from functools import partial
 
 import pytest
 import requests
 
-from tests.conftest import free_port, run_python, start_redis, with_venv_path
-from tests.processes.test_worker import queue, start_worker, wait_until  # noqa: F401
+from tests.support.env import with_venv_path
+from tests.support.net import free_port
+from tests.support.processes import WORKER_COMMAND, healthcheck, run_python
+from tests.support.redis import start_redis, stop_redis
+from tests.support.wait import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -36,14 +39,11 @@ def probe(production_env, tmp_path):
         }
     )
 
-    def probe() -> subprocess.CompletedProcess[str]:
-        return run_python(["-m", "apps.core.healthcheck"], env=env)
-
-    return probe
+    return partial(healthcheck, env)
 
 
 def test_a_frozen_consumer_turns_unhealthy_and_the_watchdog_exits(
-    start_worker,  # noqa: F811
+    start_worker,
     probe,
     tmp_path,
 ) -> None:
@@ -87,15 +87,14 @@ def test_a_frozen_consumer_turns_unhealthy_and_the_watchdog_exits(
         assert any("exiting so that it is replaced" in line for line in worker.lines)
     finally:
         proxy.stop()
-        server.terminate()
-        server.wait(timeout=10)
+        stop_redis(server)
 
 
 def test_a_task_longer_than_the_window_keeps_the_worker_healthy(
-    start_worker,  # noqa: F811
+    start_worker,
     probe,
     redis_client,
-    queue,  # noqa: F811
+    queue,
 ) -> None:
     from config.celery import app
 
@@ -141,7 +140,7 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
     start_entrypoint,
     production_env,
     redis_client,
-    queue,  # noqa: F811
+    queue,
 ) -> None:
     from config.celery import app
 
@@ -181,14 +180,7 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
     # INFO there is no "ready." line to wait for: the task count tells instead.
     start_entrypoint(
         "worker",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "--include",
-        "tests.worker_tasks",
-        "--without-gossip",
-        "--without-mingle",
+        *WORKER_COMMAND,
         CELERY_WORKER_QUEUES=queue,
         CELERY_WORKER_CONCURRENCY="2",
         WORKER_METRICS_PORT=str(port),
@@ -220,7 +212,7 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
 def test_queue_metrics_count_every_priority_and_dead_letters(
     production_env,
     redis_client,
-    queue,  # noqa: F811
+    queue,
     transactional_db,
 ) -> None:
     from apps.core.models import FailedTask

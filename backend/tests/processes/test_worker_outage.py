@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import uuid
+from functools import partial
 
 import pytest
 import redis
 from celery import Celery
 
-from tests.conftest import free_port, run_python, start_redis, with_venv_path
-from tests.processes.test_worker import queue, start_worker, wait_until  # noqa: F401
+from tests.support.env import with_venv_path
+from tests.support.net import free_port
+from tests.support.processes import healthcheck
+from tests.support.redis import start_redis, stop_redis
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +26,9 @@ OUTAGE_SECONDS = 90
 
 
 def test_worker_stays_healthy_through_a_redis_outage_and_resumes(
-    start_worker,  # noqa: F811
+    start_worker,
     production_env,
-    queue,  # noqa: F811
+    queue,
     tmp_path,
 ) -> None:
     port = free_port()
@@ -38,9 +41,7 @@ def test_worker_stays_healthy_through_a_redis_outage_and_resumes(
         {**production_env, "HEARTBEAT_DIR": str(tmp_path), "APP_ROLE": "web"}
     )
 
-    def probe() -> subprocess.CompletedProcess[str]:
-        return run_python(["-m", "apps.core.healthcheck"], env=probe_env)
-
+    probe = partial(healthcheck, probe_env)
     before = probe()
     assert before.returncode == 0, before.stdout
     assert before.stdout.startswith("healthy (worker): heartbeat ")
@@ -70,5 +71,4 @@ def test_worker_stays_healthy_through_a_redis_outage_and_resumes(
     finally:
         worker.process.send_signal(signal.SIGTERM)
         worker.process.wait(timeout=60)
-        server.terminate()
-        server.wait(timeout=10)
+        stop_redis(server)

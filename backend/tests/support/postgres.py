@@ -1,24 +1,37 @@
-"""Watch PostgreSQL's lock table, so concurrency tests step on facts, not sleeps."""
+"""The test database seen from outside Django: connections of its own, its locks."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import psycopg2
-from django.db import connection
 
 
-def raw_connection():
-    """A connection of its own to the test database (outside Django's)."""
+def database_name() -> str:
+    """The name of the database pytest-django made for this run."""
+    from django.db import connections
+
+    return connections["default"].settings_dict["NAME"]
+
+
+def raw_connection(dbname: str | None = None):
+    """A connection of its own (outside Django's) to the test database, or `dbname`
+    on the same server."""
+    from django.db import connection
+
     settings = connection.settings_dict
     return psycopg2.connect(
         host=settings["HOST"],
         port=settings["PORT"],
         user=settings["USER"],
         password=settings["PASSWORD"],
-        dbname=settings["NAME"],
+        dbname=dbname or settings["NAME"],
     )
+
+
+def admin_connection():
+    """An autocommit connection to the `postgres` database (to CREATE DATABASE)."""
+    admin = raw_connection("postgres")
+    admin.autocommit = True
+    return admin
 
 
 def blocked_backends() -> int:
@@ -35,10 +48,3 @@ def blocked_backends() -> int:
     finally:
         watcher.close()
     return count
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
