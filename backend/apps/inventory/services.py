@@ -8,7 +8,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -530,3 +530,53 @@ def _expire_batch(*, batch_size: int) -> int:
         transaction.on_commit(give_back)
         metrics.expired_reservations.inc(len(rows))
     return len(rows)
+
+
+def inventory_gate_reconcile() -> int:
+    """Make every SKU's Redis counter equal the database's available; return repairs.
+
+    One run at a time, fleet-wide (a Redis lock: a second run is skipped). Races
+    with traffic may leave a counter too high (the database refuses the extra
+    units; the next run repairs it), never too low.
+    """
+    if not gate.gate_enabled():
+        return 0
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(gate.gate_reconcile_lock())
+        except gate.GateUnavailable as exc:
+            logger.warning("reconciliation skipped, Redis unavailable: %s", exc)
+            return 0
+        if not held:
+            logger.info("reconciliation already running elsewhere; skipped")
+            return 0
+        repairs = 0
+        stocks = (
+            Stock.objects.select_related("product")
+            .only("on_hand", "reserved", "product__sku")
+            .order_by("product_id")
+        )
+        for stock in stocks.iterator(chunk_size=1000):
+            # The snapshot only picks candidates: it may be older than the counter.
+            sku = stock.product.sku
+            if gate.gate_read(sku=sku) == stock.available:
+                continue
+            # The repair reads both again, counter first, and writes nothing if
+            # traffic touched the counter meanwhile (see gate_repair).
+            repair = gate.gate_repair(
+                sku=sku,
+                database_available=partial(stock_available, product_id=stock.pk),
+            )
+            if repair.repaired:
+                repairs += 1
+                metrics.reconcile_repairs.inc()
+                logger.warning(
+                    "reconciled inventory counter",
+                    extra={
+                        "sku": sku,
+                        "redis_value": repair.redis_value,
+                        "database_value": repair.database_value,
+                    },
+                )
+    logger.info("reconciliation finished", extra={"repairs": repairs})
+    return repairs
