@@ -18,12 +18,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from apps.core.probes import LIVENESS_PATH
 from apps.core.runtime_files import heartbeat_file, role_read
 from config.env import load
 
 
 def check_web(port: int, timeout: float = 2.0) -> tuple[bool, str]:
-    url = f"http://127.0.0.1:{port}/health/"
+    url = f"http://127.0.0.1:{port}{LIVENESS_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status == 200, f"GET {url} -> {response.status}"
