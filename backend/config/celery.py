@@ -21,6 +21,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Every task counts its deliveries: a task that kills its worker each time ends as a
 # failed task instead of being redelivered forever (apps/core/deliveries.py).
 app = Celery("backend", task_cls="apps.core.deliveries:DeliveryLimitedTask")
+# The app apps code reaches as `celery.app.default_app` (it never imports this
+# module), in every thread; an app created later, such as a test's own sender,
+# becomes only its thread's current app.
+app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name) for name in app.conf.worker_queues]
 app.autodiscover_tasks()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from celery import current_app
+from celery.app import default_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -49,7 +49,8 @@ def _published_at(raw: bytes | str | None) -> float | None:
 def queue_backlog_read(*, queues: Iterable[str]) -> dict[str, tuple[int, float]]:
     """Return {queue: (depth, oldest age in seconds)} read from the broker."""
     result: dict[str, tuple[int, float]] = {}
-    with current_app.connection_for_read() as connection:
+    # The project's app, the default of every thread (config/celery.py).
+    with default_app.connection_for_read() as connection:
         channel = connection.default_channel
         client = channel.client
         for queue in queues:

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from celery import current_app
+from celery.app import default_app
 from django.utils import timezone
 
 from apps.core.models import FailedTask
@@ -47,9 +47,9 @@ def failed_task_record(
 
 def failed_task_requeue(*, failed_task: FailedTask) -> str:
     """Enqueue the failed task again, same arguments and queue; return the new id."""
-    # The project's app (config/celery.py): Celery's Django fixup makes it the
-    # default app of every thread, and apps.core imports it at startup.
-    result = current_app.send_task(
+    # The project's app: config/celery.py (imported at startup by apps.core) makes
+    # it the default of every thread.
+    result = default_app.send_task(
         failed_task.task_name,
         args=failed_task.args,
         kwargs=failed_task.kwargs,

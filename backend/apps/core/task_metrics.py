@@ -12,7 +12,8 @@ import os
 import time
 from typing import Any
 
-from celery import current_app, signals
+from celery import signals
+from celery.app import default_app
 
 logger = logging.getLogger("apps.core.tasks")
 
@@ -67,7 +68,7 @@ def _initialize_task_metrics(**kwargs: Any) -> None:
     """Export the delivery-limit counter at 0 for every task, so alerts see it."""
     from apps.core.metrics import celery_task_deliveries_exhausted
 
-    for name in current_app.tasks:
+    for name in default_app.tasks:
         if not name.startswith("celery."):
             celery_task_deliveries_exhausted.labels(task=name)
 

@@ -13,7 +13,7 @@ APPS = Path(__file__).resolve().parents[2] / "apps"
 
 def test_no_app_module_imports_the_celery_app_back() -> None:
     # config/celery.py imports apps.core's hook modules; an import back would be a
-    # cycle (the app is reached through celery.current_app instead).
+    # cycle (the app is reached as celery.app.default_app instead).
     importers = sorted(
         str(path.relative_to(APPS))
         for path in APPS.rglob("*.py")
@@ -38,3 +38,18 @@ def test_the_probe_reads_the_heartbeat_the_worker_writes(
         f"healthy (worker): heartbeat {tmp_path}/celery-worker.heartbeat is 0s old: "
         "canary from celery\n"
     )
+
+
+def test_apps_reach_the_project_app_even_after_another_app_is_created() -> None:
+    from celery import Celery, current_app
+    from celery.app import default_app
+
+    from config.celery import app
+
+    previous = current_app._get_current_object()
+    Celery(broker="memory://")  # a sender of its own, as some tests make
+    try:
+        assert current_app.main != "backend"
+        assert default_app._get_current_object() is app
+    finally:
+        previous.set_current()
