@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config.env import GROUPS, VARIABLES, Var
+from config.env import DATABASE_VARIABLES, GROUPS, VARIABLES, Var
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,12 +83,7 @@ def _type(var: Var) -> str:
 def _required(var: Var) -> str:
     if var.required_in_prod:
         return "**yes**"
-    if var.name in {
-        "DATABASE_URL",
-        "POSTGRES_USER",
-        "POSTGRES_PASSWORD",
-        "POSTGRES_DB",
-    }:
+    if var.name in DATABASE_VARIABLES:
         return "**yes**, this or the other form"
     return "no"
 

@@ -49,7 +49,14 @@ PLACEHOLDER_SECRETS = frozenset(
         "xxx",
     }
 )
+# Prefixes of generated development keys: Django's startproject and our own
+# (DJANGO_SECRET_KEY's debug default), refused in production like any placeholder.
+PLACEHOLDER_PREFIXES = ("django-insecure", "dev-insecure")
 SECRET_KEY_MIN_LENGTH = 50
+# Production needs one database: DATABASE_URL, or these three parts together.
+POSTGRES_PARTS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+DATABASE_VARIABLES = ("DATABASE_URL", *POSTGRES_PARTS)
+DATABASE_EXPECTED = "a postgres:// URL, or " + " + ".join(POSTGRES_PARTS)
 
 
 class ConfigError(ValueError):
@@ -100,10 +107,13 @@ class Var:
         return "a string"
 
 
-def _check_secret_key(value: str) -> None:
-    if value.strip().lower() in PLACEHOLDER_SECRETS or value.startswith(
-        "django-insecure"
-    ):
+def check_secret_key(value: str) -> None:
+    """Refuse a placeholder or development key, and one too short to be secret.
+
+    Also the deploy check's rule (core.E001, apps/core/checks.py).
+    """
+    word = value.strip().lower()
+    if word in PLACEHOLDER_SECRETS or word.startswith(PLACEHOLDER_PREFIXES):
         raise ConfigError("is a known placeholder, not a secret")
     if len(value) < SECRET_KEY_MIN_LENGTH:
         raise ConfigError(
@@ -111,9 +121,19 @@ def _check_secret_key(value: str) -> None:
         )
 
 
-def _check_hosts(value: list[str]) -> None:
+def check_hosts(value: list[str]) -> None:
+    """Refuse '*' among the hosts (also the deploy check's core.E002)."""
     if "*" in value:
         raise ConfigError("contains '*', which accepts any Host header; list the hosts")
+
+
+def check_database_vendor(vendor: str) -> None:
+    """Refuse SQLite in production (also the deploy check's core.E005).
+
+    `vendor` is a URL's scheme or a Django connection's vendor: both say "sqlite".
+    """
+    if vendor == "sqlite":
+        raise ConfigError("is SQLite")
 
 
 def _check_origins(value: list[str]) -> None:
@@ -154,7 +174,7 @@ VARIABLES: tuple[Var, ...] = (
         "core",
         "Django's signing key; at least 50 random characters.",
         required_in_prod=True,
-        check=_check_secret_key,
+        check=check_secret_key,
         debug_default="dev-insecure-key-only-for-local-development-never-in-production-0",
     ),
     Var(
@@ -164,7 +184,7 @@ VARIABLES: tuple[Var, ...] = (
         "Host names this service answers to (comma "
         "separated); '*' is rejected. Health probes work with any Host.",
         required_in_prod=True,
-        check=_check_hosts,
+        check=check_hosts,
         debug_default=["localhost", "127.0.0.1", "[::1]", "testserver"],
         example="localhost,127.0.0.1",
     ),
@@ -189,8 +209,8 @@ VARIABLES: tuple[Var, ...] = (
         "DATABASE_URL",
         "url",
         "database",
-        "PostgreSQL URL; or set POSTGRES_USER, "
-        "POSTGRES_PASSWORD and POSTGRES_DB. Required in production (one of the two).",
+        f"PostgreSQL URL; or set {', '.join(POSTGRES_PARTS[:-1])} and "
+        f"{POSTGRES_PARTS[-1]}. Required in production (one of the two).",
         schemes=("postgres", "postgresql", "sqlite"),
         example="postgres://app:app@db:5432/app",
     ),
@@ -916,12 +936,15 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         )
 
     # One database is required in production: a URL, or the three POSTGRES_* parts.
-    parts = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
+    parts = POSTGRES_PARTS
     if values.get("DATABASE_URL"):
         values["_DATABASE_URL"] = values["DATABASE_URL"]
-        if not debug and values["DATABASE_URL"].startswith("sqlite"):
+        try:
+            if not debug:
+                check_database_vendor(urlsplit(values["DATABASE_URL"]).scheme)
+        except ConfigError as exc:
             problems.append(
-                Problem("DATABASE_URL", "is SQLite", "a postgres:// URL in production")
+                Problem("DATABASE_URL", str(exc), "a postgres:// URL in production")
             )
     elif all(values.get(name) for name in parts):
         values["_DATABASE_URL"] = _postgres_url_from_parts(values)
@@ -935,13 +958,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     elif debug:
         values["_DATABASE_URL"] = None  # settings fall back to SQLite
     else:
-        problems.append(
-            Problem(
-                "DATABASE_URL",
-                "is missing",
-                "a postgres:// URL, or POSTGRES_USER + POSTGRES_PASSWORD + POSTGRES_DB",
-            )
-        )
+        problems.append(Problem("DATABASE_URL", "is missing", DATABASE_EXPECTED))
         values["_DATABASE_URL"] = None
     return Config(values=values, problems=problems, debug=debug)
 

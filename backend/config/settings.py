@@ -6,6 +6,12 @@ from pathlib import Path
 
 import dj_database_url
 
+from apps.core.probes import (
+    LIVENESS_PATH,
+    METRICS_PATH,
+    READINESS_PATH,
+    exact_path_patterns,
+)
 from config.env import load_or_exit
 
 ENV = load_or_exit()
@@ -225,9 +231,10 @@ DEPENDENCY_WAIT_TIMEOUT: int = ENV["DEPENDENCY_WAIT_TIMEOUT"]
 if ENV["SECURE_PROXY_SSL_HEADER"]:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT: bool = ENV["SECURE_SSL_REDIRECT"]
-# Probes come over plain HTTP from inside the network (SecurityMiddleware's regexes
-# match the path without its leading slash).
-SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^health/ready/$", r"^metrics$"]
+# Probes come over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = exact_path_patterns(
+    [LIVENESS_PATH, READINESS_PATH, METRICS_PATH]
+)
 SECURE_HSTS_SECONDS: int = ENV["SECURE_HSTS_SECONDS"]
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD: bool = ENV["SECURE_HSTS_PRELOAD"]

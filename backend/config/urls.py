@@ -1,4 +1,9 @@
-"""URL configuration. /health/ and /health/ready/ are answered by middleware."""
+"""URL configuration.
+
+HealthCheckMiddleware answers GET and HEAD on the probe paths and /metrics before
+Host validation and routing; other methods reach the same views through the routes
+below, after the usual checks.
+"""
 
 from django.conf import settings
 from django.contrib import admin
@@ -7,13 +12,13 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
 from apps.core import health
+from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
 from apps.core.views import metrics
 
 urlpatterns = [
-    # Reachable here too, for tools that bypass middleware (e.g. the test client).
-    path("health/", health.liveness, name="health"),
-    path("health/ready/", health.readiness, name="health-ready"),
-    path("metrics", metrics, name="metrics"),
+    path(route(LIVENESS_PATH), health.liveness, name="health"),
+    path(route(READINESS_PATH), health.readiness, name="health-ready"),
+    path(route(METRICS_PATH), metrics, name="metrics"),
     path("api/v1/", include("apps.inventory.urls")),
     # The schema is public: it documents the API, it grants nothing.
     path(

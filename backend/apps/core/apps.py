@@ -7,10 +7,11 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Registers the deploy checks with Django's check framework.
         # Make the project's Celery app the current one, so `.delay()` anywhere in
         # Django uses its broker settings (not Celery's default amqp://localhost).
         import config.celery  # noqa: F401
+
+        # Registers the deploy checks with Django's check framework.
         from apps.core import checks  # noqa: F401
         from apps.core.tokens import connect_signals
 

@@ -6,13 +6,13 @@ from typing import Any
 
 from redbeat.schedulers import RedBeatScheduler
 
+from apps.core.heartbeats import beat_ticked, heartbeat_touch
+
 
 class HeartbeatRedBeatScheduler(RedBeatScheduler):
     """RedBeat whose every tick refreshes the beat heartbeat file."""
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        from config.celery import beat_ticked, heartbeat_touch
-
         interval = super().tick(*args, **kwargs)
         beat_ticked.set()
         heartbeat_touch("beat")

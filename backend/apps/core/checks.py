@@ -12,21 +12,26 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.db import connections
 
-from config.env import PLACEHOLDER_SECRETS, SECRET_KEY_MIN_LENGTH
+from config import env
+from config.env import SECRET_KEY_MIN_LENGTH, ConfigError
 
 METRICS_TOKEN_MIN_LENGTH = 24
 
 
+# The rules are the variable registry's (config/env.py): a value the environment
+# could not set (a settings override, a settings module of its own) still meets them.
+
+
 @register(Tags.security, deploy=True)
 def check_secret_key(app_configs: Any, **kwargs: Any) -> list[Error]:
-    key = settings.SECRET_KEY
-    if key.lower() in PLACEHOLDER_SECRETS or key.startswith(
-        ("dev-insecure", "django-insecure")
-    ):
+    try:
+        env.check_secret_key(settings.SECRET_KEY)
+    except ConfigError as exc:
         return [
             Error(
-                "DJANGO_SECRET_KEY is a placeholder.",
+                f"DJANGO_SECRET_KEY {exc}.",
                 hint=f"Generate {SECRET_KEY_MIN_LENGTH}+ random characters.",
                 id="core.E001",
             )
@@ -36,7 +41,9 @@ def check_secret_key(app_configs: Any, **kwargs: Any) -> list[Error]:
 
 @register(Tags.security, deploy=True)
 def check_allowed_hosts(app_configs: Any, **kwargs: Any) -> list[Error]:
-    if "*" in settings.ALLOWED_HOSTS:
+    try:
+        env.check_hosts(settings.ALLOWED_HOSTS)
+    except ConfigError:
         return [Error("ALLOWED_HOSTS contains '*'.", id="core.E002")]
     return []
 
@@ -72,7 +79,9 @@ def check_proxy_header(app_configs: Any, **kwargs: Any) -> list[Warning]:
 
 @register("core", deploy=True)
 def check_database_engine(app_configs: Any, **kwargs: Any) -> list[Error]:
-    if "sqlite" in settings.DATABASES["default"]["ENGINE"]:
+    try:
+        env.check_database_vendor(connections["default"].vendor)
+    except ConfigError:
         return [Error("The database is SQLite; use PostgreSQL.", id="core.E005")]
     return []
 

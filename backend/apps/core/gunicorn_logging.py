@@ -8,9 +8,7 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 from apps.core.client_ip import client_ip_from
-
-# Probes arrive every few seconds from every load balancer: keep them out of INFO.
-QUIET_PATHS = frozenset({"/health/", "/health/ready/"})
+from apps.core.probes import PROBE_PATHS
 
 
 class JsonAccessLogger(Logger):
@@ -28,7 +26,8 @@ class JsonAccessLogger(Logger):
                 break
         path = environ.get("PATH_INFO", "")
         duration_ms = round(request_time.total_seconds() * 1000, 2)
-        level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
+        # Probes arrive every few seconds from every load balancer: not at INFO.
+        level = logging.DEBUG if path in PROBE_PATHS else logging.INFO
         status = resp.status_code if hasattr(resp, "status_code") else resp.status
         self.access_log.log(
             level,

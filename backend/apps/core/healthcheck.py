@@ -4,9 +4,10 @@ No curl, no netcat, no Django import (it runs every few seconds): web probes
 /health/ over HTTP, worker and beat check their heartbeat file's age, migrate is
 always healthy. Exit 0 healthy, 1 not, with one line saying why.
 
-What refreshes a heartbeat is the process's business (config/celery.py): a worker's
-only while it consumes (a canary task it sent itself ran), while every pool slot runs
-a task inside its time limit, or while it retries a lost broker; beat's on each tick.
+What refreshes a heartbeat is the process's business (apps/core/heartbeats.py): a
+worker's only while it consumes (a canary task it sent itself ran), while every pool
+slot runs a task inside its time limit, or while it retries a lost broker; beat's on
+each tick.
 The file holds "<unix time> <why>"; the probe reports the why.
 """
 
@@ -17,12 +18,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from apps.core.probes import LIVENESS_PATH
 from apps.core.runtime_files import heartbeat_file, role_read
 from config.env import load
 
 
 def check_web(port: int, timeout: float = 2.0) -> tuple[bool, str]:
-    url = f"http://127.0.0.1:{port}/health/"
+    url = f"http://127.0.0.1:{port}{LIVENESS_PATH}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status == 200, f"GET {url} -> {response.status}"

@@ -12,8 +12,8 @@ the shared queue may be taken by another worker and prove nothing about this one
 kombu's Redis transport sends one BRPOP over every queue (and priority sub-list) a
 consumer serves (kombu/transport/redis.py, `Channel._brpop_start`), so a delivery
 from the worker's own queue proves that same BRPOP loop delivers its other queues.
-The per-queue side is covered by beat's canaries (config/celery.py) and the queue
-age metric (apps/core/queues.py): a queue nobody serves grows old and alerts.
+The per-queue side is covered by beat's canaries (apps/core/heartbeats.py) and the
+queue age metric (apps/core/queues.py): a queue nobody serves grows old and alerts.
 
 Busy is not stuck: with prefetch 1 a worker whose pool slots all run tasks stops
 polling the broker, so it receives no canary. The consumer's event loop then

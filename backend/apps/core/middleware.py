@@ -11,6 +11,7 @@ from django_prometheus import middleware as prometheus_middleware
 
 from apps.core.client_ip import client_ip
 from apps.core.context import request_id_accept, request_id_var
+from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -30,11 +31,11 @@ class HealthCheckMiddleware:
         from apps.core import health
 
         if request.method in {"GET", "HEAD"}:
-            if request.path == "/health/":
+            if request.path == LIVENESS_PATH:
                 return health.liveness(request)
-            if request.path == "/health/ready/":
+            if request.path == READINESS_PATH:
                 return health.readiness(request)
-            if request.path == "/metrics":
+            if request.path == METRICS_PATH:
                 # Prometheus scrapes each task by its private address over plain
                 # HTTP; the bearer token, not the Host header, guards this path.
                 from apps.core.views import metrics

@@ -2,9 +2,10 @@
 
 Per queue: messages waiting (every priority sub-list kombu's Redis transport keeps),
 age of the oldest waiting message (from the publish time each message carries in
-its headers, stamped by config/celery.py), deliveries beyond the first (counted by
-apps/core/deliveries.py, fleet-wide in Redis) and dead-lettered tasks (FailedTask
-rows not re-enqueued). Read by the worker's /metrics and `manage.py queue_stats`.
+its headers, stamped by apps/core/task_context.py), deliveries beyond the first
+(counted by apps/core/deliveries.py, fleet-wide in Redis) and dead-lettered tasks
+(FailedTask rows not re-enqueued). Read by the worker's /metrics and
+`manage.py queue_stats`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from celery.app import default_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,10 +48,9 @@ def _published_at(raw: bytes | str | None) -> float | None:
 
 def queue_backlog_read(*, queues: Iterable[str]) -> dict[str, tuple[int, float]]:
     """Return {queue: (depth, oldest age in seconds)} read from the broker."""
-    from config.celery import app
-
     result: dict[str, tuple[int, float]] = {}
-    with app.connection_for_read() as connection:
+    # The project's app, the default of every thread (config/celery.py).
+    with default_app.connection_for_read() as connection:
         channel = connection.default_channel
         client = channel.client
         for queue in queues:

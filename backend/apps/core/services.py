@@ -1,4 +1,4 @@
-"""Core write services: failed-task records and task enqueueing."""
+"""Core write services: failed-task records."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+from celery.app import default_app
 from django.utils import timezone
 
 from apps.core.models import FailedTask
@@ -46,9 +47,9 @@ def failed_task_record(
 
 def failed_task_requeue(*, failed_task: FailedTask) -> str:
     """Enqueue the failed task again, same arguments and queue; return the new id."""
-    from config.celery import app
-
-    result = app.send_task(
+    # The project's app: config/celery.py (imported at startup by apps.core) makes
+    # it the default of every thread.
+    result = default_app.send_task(
         failed_task.task_name,
         args=failed_task.args,
         kwargs=failed_task.kwargs,
@@ -62,21 +63,3 @@ def failed_task_requeue(*, failed_task: FailedTask) -> str:
         extra={"task_name": failed_task.task_name, "new_task_id": result.id},
     )
     return result.id
-
-
-def task_enqueue(task: Any, /, **kwargs: Any) -> str | None:
-    """Enqueue a task by keyword arguments; log and return None if the broker fails.
-
-    Called from transaction.on_commit hooks: the data is committed already, and the
-    periodic tasks sweep up whatever a lost enqueue left behind.
-    """
-    try:
-        return task.apply_async(kwargs=kwargs).id
-    except Exception as exc:  # noqa: BLE001 - any broker failure, logged
-        logger.error(
-            "could not enqueue task %s: %s",
-            task.name,
-            exc,
-            extra={"task_name": task.name, "error": repr(exc)},
-        )
-        return None

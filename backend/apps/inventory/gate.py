@@ -4,7 +4,8 @@ Redis only admits; PostgreSQL decides. A counter that is too high lets the datab
 refuse (and the units are given back); too low rejects early until the next
 reconciliation. When Redis fails, callers go to the database alone: `GateUnavailable`.
 A short circuit breaker keeps every request from paying a Redis timeout during an
-outage.
+outage. Every Redis command of the gate goes through `_redis`: the breaker, the
+latency metric and the one way failures are reported (`GateUnavailable`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import LockError, RedisError, WatchError
 
 from apps.inventory import metrics
 
@@ -25,6 +28,9 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "inventory:available:"
 # After a Redis failure, skip the gate for this long (per process).
 BREAKER_SECONDS = 5.0
+# One reconciliation at a time, fleet-wide; the lock outlives a run's time limit.
+RECONCILE_LOCK_KEY = "inventory:reconcile:lock"
+RECONCILE_LOCK_SECONDS = 600
 
 # Returns {1, remaining} when taken, {0, current} when too few, {-1, 0} when missing.
 _TAKE = """
@@ -99,21 +105,30 @@ def gate_enabled() -> bool:
     return bool(settings.REDIS_URL)
 
 
-def _call(script: str | None, keys: list[str], args: list[object]):
-    """Run `script` (None: GET the one key) against Redis, or raise GateUnavailable."""
+def _redis[T](command: Callable[[Any], T], client: Any = None) -> T:
+    """Run `command(client)` (default: the gate's connection), timed, behind the
+    breaker; raise GateUnavailable when Redis cannot answer.
+
+    WatchError and LockError are answers, not outages: they pass through and leave
+    the breaker closed.
+    """
     if not gate_enabled():
         raise GateUnavailable("no REDIS_URL configured")
     if breaker.is_open():
         raise GateUnavailable("circuit open after a recent Redis failure")
     try:
         with metrics.gate_seconds.time():
-            if script is None:
-                return _client().get(keys[0])
-            return _client().eval(script, len(keys), *keys, *args)
+            return command(_client() if client is None else client)
+    except (WatchError, LockError):
+        raise
     except RedisError as exc:
         breaker.trip()
         logger.warning("inventory gate unavailable: %s", exc)
         raise GateUnavailable(str(exc)) from exc
+
+
+def _script(script: str, key: str, *args: object) -> Any:
+    return _redis(lambda redis: redis.eval(script, 1, key, *args))
 
 
 def gate_take(*, sku: str, quantity: int) -> GateDecision:
@@ -122,17 +137,17 @@ def gate_take(*, sku: str, quantity: int) -> GateDecision:
     # Sold-out traffic is most of a hot SKU's traffic: one plain GET refuses it
     # (a script costs Redis its own command plus each command it runs). The script
     # below still decides every admission atomically.
-    current = _call(None, [key], [])
+    current = _redis(lambda redis: redis.get(key))
     if current is not None and int(current) < quantity:
         return GateDecision(admitted=False, missing=False, counter=int(current))
-    status, value = _call(_TAKE, [key], [quantity])
+    status, value = _script(_TAKE, key, quantity)
     return GateDecision(admitted=status == 1, missing=status == -1, counter=int(value))
 
 
 def gate_give_back(*, sku: str, quantity: int) -> None:
     """Return units to the counter (a failed reservation, a cancel, an expiry)."""
     try:
-        _call(_GIVE_BACK, [gate_key(sku)], [quantity])
+        _script(_GIVE_BACK, gate_key(sku), quantity)
     except GateUnavailable:
         # The reconciliation restores the counter from the database.
         logger.info("gate give-back skipped for %s (Redis unavailable)", sku)
@@ -140,25 +155,21 @@ def gate_give_back(*, sku: str, quantity: int) -> None:
 
 def gate_warm(*, sku: str, available: int) -> None:
     """Create a missing counter from the database's figure (never overwrite one)."""
-    if not gate_enabled() or breaker.is_open():
-        return
-    try:
-        _client().set(gate_key(sku), available, nx=True)
-    except RedisError as exc:
-        breaker.trip()
-        logger.warning("inventory gate warm failed: %s", exc)
+    # Unavailable: the database decides meanwhile, and a later request warms it.
+    with suppress(GateUnavailable):
+        _redis(lambda redis: redis.set(gate_key(sku), available, nx=True))
 
 
 def gate_read(*, sku: str) -> int | None:
     """Return the counter, or None when it is missing."""
-    value = _client().get(gate_key(sku))
+    value = _redis(lambda redis: redis.get(gate_key(sku)))
     return None if value is None else int(value)
 
 
 def gate_compare_and_set(*, sku: str, expected: int | None, value: int) -> bool:
     """Set the counter to `value` if it still holds `expected` (None: missing)."""
     raw = "" if expected is None else str(expected)
-    return bool(_client().eval(_COMPARE_AND_SET, 1, gate_key(sku), raw, value))
+    return bool(_script(_COMPARE_AND_SET, gate_key(sku), raw, value))
 
 
 @dataclass(frozen=True)
@@ -180,20 +191,49 @@ def gate_repair(*, sku: str, database_available: Callable[[], int]) -> GateRepai
     warm-up between our read and our write, even one that restores the same
     value, makes Redis drop the write (WATCH): the next run repairs it instead.
     """
+    key = gate_key(sku)
+
+    def watch_and_read(pipe: Any) -> bytes | None:
+        pipe.watch(key)
+        return pipe.get(key)
+
+    def write(pipe: Any) -> None:
+        pipe.multi()
+        pipe.set(key, in_db)
+        pipe.execute()
+
+    # The database read runs between two Redis calls, outside the gate's timing.
     with _client().pipeline() as pipe:
+        raw = _redis(watch_and_read, pipe)
+        in_redis = None if raw is None else int(raw)
+        in_db = database_available()
+        if in_redis == in_db:
+            return GateRepair(in_redis, in_db, repaired=False)
         try:
-            pipe.watch(gate_key(sku))
-            raw = pipe.get(gate_key(sku))
-            in_redis = None if raw is None else int(raw)
-            in_db = database_available()
-            if in_redis == in_db:
-                return GateRepair(in_redis, in_db, repaired=False)
-            pipe.multi()
-            pipe.set(gate_key(sku), in_db)
-            pipe.execute()
+            _redis(write, pipe)
         except WatchError:
             return GateRepair(in_redis, in_db, repaired=False)
     return GateRepair(in_redis, in_db, repaired=True)
+
+
+@contextmanager
+def gate_reconcile_lock() -> Iterator[bool]:
+    """Hold the fleet-wide reconciliation lock if free; yield whether it is held.
+
+    Raises GateUnavailable when Redis cannot be asked.
+    """
+    lock = _client().lock(
+        RECONCILE_LOCK_KEY, timeout=RECONCILE_LOCK_SECONDS, blocking=False
+    )
+    held = _redis(lambda lock: lock.acquire(), lock)
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                _redis(lambda lock: lock.release(), lock)
+            except (LockError, GateUnavailable):
+                logger.warning("reconciliation lock expired before release")
 
 
 def gate_record_fallback() -> None:

@@ -26,6 +26,7 @@ expired_reservations = Counter(
 )
 gate_seconds = Histogram(
     "inventory_gate_seconds",
-    "Round trip of one Redis gate call (take, give back), failures included.",
+    "Round trip of one Redis command of the gate (take, give back, warm, read, "
+    "repair, reconciliation lock), failures included.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )

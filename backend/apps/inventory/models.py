@@ -15,6 +15,8 @@ from django.db.models import F, Q
 
 SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 RESERVATION_MAX_QUANTITY = 1000
+# How long a reservation holds its units when the request names no ttl_seconds.
+RESERVATION_DEFAULT_TTL_SECONDS = 900
 
 
 class Product(models.Model):

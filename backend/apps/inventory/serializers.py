@@ -14,7 +14,11 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.inventory.models import RESERVATION_MAX_QUANTITY, SKU_PATTERN
+from apps.inventory.models import (
+    RESERVATION_DEFAULT_TTL_SECONDS,
+    RESERVATION_MAX_QUANTITY,
+    SKU_PATTERN,
+)
 
 MAX_RESTOCK_QUANTITY = 1_000_000
 NAME_MAX_LENGTH = 200
@@ -93,7 +97,9 @@ class RestockInput(serializers.Serializer):
 class ReservationCreateInput(serializers.Serializer):
     sku = SkuField(max_length=64)
     quantity = StrictIntegerField(min_value=1, max_value=RESERVATION_MAX_QUANTITY)
-    ttl_seconds = StrictIntegerField(min_value=30, max_value=3600, default=900)
+    ttl_seconds = StrictIntegerField(
+        min_value=30, max_value=3600, default=RESERVATION_DEFAULT_TTL_SECONDS
+    )
 
 
 class ReservationOutput(serializers.Serializer):

@@ -7,7 +7,8 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -31,12 +32,17 @@ from apps.core.exceptions import (
     ReservationNotFound,
 )
 from apps.inventory import gate, metrics
-from apps.inventory.models import Product, Reservation, Stock, StockMovement
+from apps.inventory.models import (
+    RESERVATION_DEFAULT_TTL_SECONDS,
+    Product,
+    Reservation,
+    Stock,
+    StockMovement,
+)
 from apps.inventory.selectors import product_get, stock_available
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TTL_SECONDS = 900
 # First key of the advisory lock that serializes one owner's reservations.
 OWNER_LOCK_NAMESPACE = 0x52455356  # "RESV"
 
@@ -65,21 +71,92 @@ def stock_restock(
     """Add units on hand; the gate gets them after the commit."""
     with transaction.atomic():
         product = product_get(sku=sku, include_inactive=True)
-        updated = Stock.objects.filter(product=product).update(
-            on_hand=F("on_hand") + quantity
-        )
-        if updated != 1:  # a product without its stock row: no ledger row for nothing
-            raise RuntimeError(f"product {sku} has no stock row")
-        StockMovement.objects.create(
-            product=product,
+        _stock_move(
+            product_id=product.pk,
             kind=StockMovement.Kind.RESTOCK,
             quantity=quantity,
             on_hand_delta=quantity,
-            reserved_delta=0,
             actor=actor,
         )
         transaction.on_commit(lambda: gate.gate_give_back(sku=sku, quantity=quantity))
     return product_get(sku=sku, include_inactive=True)
+
+
+def _stock_update(*, product_id: int, on_hand_delta: int, reserved_delta: int) -> bool:
+    """Change one stock row by the deltas unless that breaks its CHECK constraints;
+    return whether it changed.
+
+    One conditional UPDATE (never read-then-write): two requests can never both
+    see the same units. Only the conditions a change can break are written: fewer
+    available units (on_hand >= reserved + what leaves available) and fewer
+    reserved ones (reserved >= what leaves reserved); on_hand >= 0 follows from
+    both. It locks the stock row, which every buyer of the SKU queues on, until the
+    transaction ends.
+    """
+    rows = Stock.objects.filter(product_id=product_id)
+    if reserved_delta > on_hand_delta:
+        rows = rows.filter(
+            on_hand__gte=F("reserved") + (reserved_delta - on_hand_delta)
+        )
+    if reserved_delta < 0:
+        rows = rows.filter(reserved__gte=-reserved_delta)
+    changes = {}
+    if on_hand_delta:
+        changes["on_hand"] = F("on_hand") + on_hand_delta
+    if reserved_delta:
+        changes["reserved"] = F("reserved") + reserved_delta
+    return rows.update(**changes) == 1
+
+
+def _stock_move(
+    *,
+    product_id: int,
+    kind: str,
+    quantity: int,
+    on_hand_delta: int = 0,
+    reserved_delta: int = 0,
+    actor: AbstractBaseUser | None,
+    reservation: Reservation | Callable[[], Reservation] | None = None,
+    refusable: bool = False,
+    update_last: bool = False,
+) -> StockMovement | None:
+    """Change a product's stock and write the ledger row that records the change.
+
+    `reservation` is the one the movement belongs to, or a function writing a new
+    one (called next to the ledger row, so a refused change writes neither when
+    the UPDATE goes first). A refused change returns None if `refusable` (too few
+    units: the caller's answer), else raises: a missing stock row, or a CHECK the
+    caller's own lock already guarantees. `update_last` writes the rows first and
+    takes the stock row's lock last, for one statement and the commit; a refusal
+    then leaves rows the caller's rollback removes.
+    """
+
+    def record() -> StockMovement:
+        owner = reservation() if callable(reservation) else reservation
+        return StockMovement.objects.create(
+            product_id=product_id,
+            kind=kind,
+            quantity=quantity,
+            on_hand_delta=on_hand_delta,
+            reserved_delta=reserved_delta,
+            reservation=owner,
+            actor=actor,
+        )
+
+    movement = record() if update_last else None
+    updated = _stock_update(
+        product_id=product_id,
+        on_hand_delta=on_hand_delta,
+        reserved_delta=reserved_delta,
+    )
+    if not updated:
+        if refusable:
+            return None
+        raise RuntimeError(
+            f"{kind} of {quantity} refused for product {product_id}: no stock row, "
+            "or its CHECK constraints (unreachable under the caller's lock)"
+        )
+    return movement or record()
 
 
 def _fingerprint(*, sku: str, quantity: int, ttl_seconds: int) -> str:
@@ -150,20 +227,6 @@ def _lock_idempotency_key(*, owner: AbstractBaseUser, key: str) -> None:
         )
 
 
-def _reserve_units(*, product_id: int, quantity: int) -> bool:
-    """Move units into reserved if available; False if they are not.
-
-    One conditional UPDATE, so two requests can never both see the same units as
-    available. It locks the stock row, which every buyer of the SKU queues on, until
-    the transaction ends.
-    """
-    return bool(
-        Stock.objects.filter(
-            product_id=product_id, on_hand__gte=F("reserved") + quantity
-        ).update(reserved=F("reserved") + quantity)
-    )
-
-
 def _lock_owner(*, owner: AbstractBaseUser) -> datetime:
     """Serialize this owner's reservations until the transaction ends; return the
     database's clock.
@@ -211,8 +274,8 @@ def _reservation_record(
     idempotency_key: str | None,
     fingerprint: str,
 ) -> Reservation:
-    """Write the reservation and its ledger row (the stock change is the caller's)."""
-    reservation = Reservation.objects.create(
+    """Write the reservation row (its stock change and ledger row: `_stock_move`)."""
+    return Reservation.objects.create(
         product=product,
         owner=owner,
         quantity=quantity,
@@ -220,16 +283,6 @@ def _reservation_record(
         idempotency_key=idempotency_key or None,
         request_fingerprint=fingerprint,
     )
-    StockMovement.objects.create(
-        product=product,
-        kind=StockMovement.Kind.RESERVE,
-        quantity=quantity,
-        on_hand_delta=0,
-        reserved_delta=quantity,
-        reservation=reservation,
-        actor=owner,
-    )
-    return reservation
 
 
 def reservation_create(
@@ -237,7 +290,7 @@ def reservation_create(
     owner: AbstractBaseUser,
     sku: str,
     quantity: int,
-    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    ttl_seconds: int = RESERVATION_DEFAULT_TTL_SECONDS,
     idempotency_key: str | None = None,
 ) -> ReservationResult:
     """Hold `quantity` units of an active product for `ttl_seconds`."""
@@ -272,18 +325,22 @@ def reservation_create(
                     idempotency_key=idempotency_key,
                     fingerprint=fingerprint,
                 )
-                if took:
+                movement = _stock_move(
+                    product_id=product.pk,
+                    kind=StockMovement.Kind.RESERVE,
+                    quantity=quantity,
+                    reserved_delta=quantity,
+                    actor=owner,
+                    reservation=record,
+                    refusable=True,
                     # The gate admitted, so the stock UPDATE nearly always succeeds:
                     # write the rows first and take the stock row's lock last, held
-                    # for one statement and the commit instead of three. A refusal
-                    # rolls the rows back.
-                    reservation = record()
-                    reserved = _reserve_units(product_id=product.pk, quantity=quantity)
-                else:
-                    # No gate: a sell-out's refusals are most requests; check first.
-                    reserved = _reserve_units(product_id=product.pk, quantity=quantity)
-                    reservation = record() if reserved else None
-                if not reserved:
+                    # for one statement and the commit instead of three (a refusal
+                    # rolls the rows back). Without the gate, a sell-out's refusals
+                    # are most requests: the UPDATE goes first.
+                    update_last=took,
+                )
+                if movement is None:
                     metrics.reservations.labels(result="insufficient_stock").inc()
                     raise InsufficientStock(
                         sku=sku,
@@ -298,6 +355,7 @@ def reservation_create(
             gate.gate_give_back(sku=sku, quantity=taken)
         raise
     metrics.reservations.labels(result="created").inc()
+    reservation = movement.reservation
     reservation.product = product
     return ReservationResult(reservation=reservation, created=True)
 
@@ -333,21 +391,15 @@ def _release(
 ) -> None:
     """Move an active reservation out of `reserved` (cancel or expiry)."""
     quantity = reservation.quantity
-    updated = Stock.objects.filter(
-        product_id=reservation.product_id, reserved__gte=quantity
-    ).update(reserved=F("reserved") - quantity)
-    if updated != 1:  # the CHECK constraints make this unreachable; fail loudly
-        raise RuntimeError(f"stock of {reservation.product_id} lost reserved units")
     reservation.status = status
     reservation.save(update_fields=["status", "updated_at"])
-    StockMovement.objects.create(
+    _stock_move(
         product_id=reservation.product_id,
         kind=kind,
         quantity=quantity,
-        on_hand_delta=0,
         reserved_delta=-quantity,
-        reservation=reservation,
         actor=actor,
+        reservation=reservation,
     )
     sku = reservation.product.sku
     transaction.on_commit(lambda: gate.gate_give_back(sku=sku, quantity=quantity))
@@ -383,23 +435,16 @@ def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Rese
             expired = True
         else:
             quantity = reservation.quantity
-            updated = Stock.objects.filter(
-                product_id=reservation.product_id, reserved__gte=quantity
-            ).update(on_hand=F("on_hand") - quantity, reserved=F("reserved") - quantity)
-            if updated != 1:  # the CHECK constraints make this unreachable
-                raise RuntimeError(
-                    f"stock of {reservation.product_id} lost reserved units"
-                )
             reservation.status = Reservation.Status.CONFIRMED
             reservation.save(update_fields=["status", "updated_at"])
-            StockMovement.objects.create(
+            _stock_move(
                 product_id=reservation.product_id,
                 kind=StockMovement.Kind.CONFIRM,
                 quantity=quantity,
                 on_hand_delta=-quantity,
                 reserved_delta=-quantity,
-                reservation=reservation,
                 actor=actor,
+                reservation=reservation,
             )
     if expired:
         raise ReservationExpired(expires_at=reservation.expires_at.isoformat())
@@ -455,12 +500,12 @@ def _expire_batch(*, batch_size: int) -> int:
         # One UPDATE per stock row, in product order: a hot row is held for one
         # statement rather than one per reservation, and two sweeps lock the rows
         # they share in the same order, so they cannot deadlock.
+        # (The batch form of `_stock_move`: its ledger rows are one bulk INSERT.)
         for product_id in sorted(per_product):
             quantity = per_product[product_id]
-            updated = Stock.objects.filter(
-                product_id=product_id, reserved__gte=quantity
-            ).update(reserved=F("reserved") - quantity)
-            if updated != 1:  # the CHECK constraints make this unreachable
+            if not _stock_update(
+                product_id=product_id, on_hand_delta=0, reserved_delta=-quantity
+            ):  # the CHECK constraints make this unreachable
                 raise RuntimeError(f"stock of {product_id} lost reserved units")
         Reservation.objects.filter(pk__in=[pk for pk, _, _, _ in rows]).update(
             status=Reservation.Status.EXPIRED, updated_at=Now()
@@ -485,3 +530,53 @@ def _expire_batch(*, batch_size: int) -> int:
         transaction.on_commit(give_back)
         metrics.expired_reservations.inc(len(rows))
     return len(rows)
+
+
+def inventory_gate_reconcile() -> int:
+    """Make every SKU's Redis counter equal the database's available; return repairs.
+
+    One run at a time, fleet-wide (a Redis lock: a second run is skipped). Races
+    with traffic may leave a counter too high (the database refuses the extra
+    units; the next run repairs it), never too low.
+    """
+    if not gate.gate_enabled():
+        return 0
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(gate.gate_reconcile_lock())
+        except gate.GateUnavailable as exc:
+            logger.warning("reconciliation skipped, Redis unavailable: %s", exc)
+            return 0
+        if not held:
+            logger.info("reconciliation already running elsewhere; skipped")
+            return 0
+        repairs = 0
+        stocks = (
+            Stock.objects.select_related("product")
+            .only("on_hand", "reserved", "product__sku")
+            .order_by("product_id")
+        )
+        for stock in stocks.iterator(chunk_size=1000):
+            # The snapshot only picks candidates: it may be older than the counter.
+            sku = stock.product.sku
+            if gate.gate_read(sku=sku) == stock.available:
+                continue
+            # The repair reads both again, counter first, and writes nothing if
+            # traffic touched the counter meanwhile (see gate_repair).
+            repair = gate.gate_repair(
+                sku=sku,
+                database_available=partial(stock_available, product_id=stock.pk),
+            )
+            if repair.repaired:
+                repairs += 1
+                metrics.reconcile_repairs.inc()
+                logger.warning(
+                    "reconciled inventory counter",
+                    extra={
+                        "sku": sku,
+                        "redis_value": repair.redis_value,
+                        "database_value": repair.database_value,
+                    },
+                )
+    logger.info("reconciliation finished", extra={"repairs": repairs})
+    return repairs

@@ -7,6 +7,7 @@ import subprocess
 from django.test import override_settings
 
 from apps.core import checks
+from config.env import REGISTRY
 from tests.support.env import PRODUCTION_ENV, clean_environ
 from tests.support.processes import run_python
 
@@ -53,6 +54,30 @@ def test_wildcard_host_check() -> None:
 @override_settings(SECRET_KEY="dev-insecure-key")
 def test_placeholder_secret_check() -> None:
     assert [e.id for e in checks.check_secret_key(None)] == ["core.E001"]
+
+
+@override_settings(SECRET_KEY=REGISTRY["DJANGO_SECRET_KEY"].debug_default)
+def test_development_secret_check() -> None:
+    # The registry's rule: the key DEBUG runs with is a placeholder in production.
+    assert [e.id for e in checks.check_secret_key(None)] == ["core.E001"]
+
+
+@override_settings(SECRET_KEY="k" * 49)
+def test_short_secret_check() -> None:
+    assert [(e.id, e.msg) for e in checks.check_secret_key(None)] == [
+        ("core.E001", "DJANGO_SECRET_KEY is 49 characters long, at least 50 needed.")
+    ]
+
+
+def test_sqlite_database_check() -> None:
+    # DEBUG without a database runs on SQLite, which the deploy check refuses.
+    result = run_python(
+        ["manage.py", "check", "--deploy"],
+        env=clean_environ(DEBUG="true"),
+    )
+    assert result.returncode == 1
+    assert "core.E005" in result.stderr
+    assert "The database is SQLite; use PostgreSQL." in result.stderr
 
 
 @override_settings(METRICS_TOKEN="short")

@@ -41,6 +41,12 @@ def test_each_required_variable_missing_is_named(missing: str) -> None:
         ("DJANGO_SECRET_KEY", "x" * 49, "is 49 characters long, at least 50 needed"),
         ("DJANGO_SECRET_KEY", "change-me", "is a known placeholder"),
         ("DJANGO_SECRET_KEY", "dev-insecure-key", "is a known placeholder"),
+        # The project's own development key (DEBUG's default) is no secret either.
+        (
+            "DJANGO_SECRET_KEY",
+            REGISTRY["DJANGO_SECRET_KEY"].debug_default,
+            "is a known placeholder",
+        ),
         ("ALLOWED_HOSTS", "api.example.com,*", "contains '*'"),
         ("CORS_ALLOWED_ORIGINS", "*", "contains '*'"),
         ("CORS_ALLOWED_ORIGINS", "app.example.com", "is not an origin"),
@@ -80,6 +86,21 @@ def test_all_problems_reported_in_one_run() -> None:
     ):
         assert f"  - {name} " in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_database_names_both_forms_and_the_docs_agree() -> None:
+    env = {k: v for k, v in GOOD.items() if k != "DATABASE_URL"}
+    problems = [(p.name, p.message, p.expected) for p in load(env).problems]
+    assert problems == [
+        (
+            "DATABASE_URL",
+            "is missing",
+            "a postgres:// URL, or POSTGRES_USER + POSTGRES_PASSWORD + POSTGRES_DB",
+        )
+    ]
+    assert "or set POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB." in (
+        REGISTRY["DATABASE_URL"].doc
+    )
 
 
 def test_postgres_parts_build_a_postgres_url() -> None:

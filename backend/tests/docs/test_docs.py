@@ -108,9 +108,8 @@ MESSAGES = {
     ],
     "backend/scripts/entrypoint.sh": ["valid roles: "],
     "backend/apps/core/healthcheck.py": ["no heartbeat file at ", "s old (limit "],
-    "backend/apps/core/services.py": ["could not enqueue task "],
     "backend/apps/inventory/gate.py": ["inventory gate unavailable: "],
-    "backend/config/celery.py": ["task failed: "],
+    "backend/apps/core/task_failures.py": ["task failed: "],
 }
 
 

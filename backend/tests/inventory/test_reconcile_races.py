@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from apps.inventory import gate, services, tasks
+from apps.inventory import gate, services
 from apps.inventory.models import Reservation, Stock
 from apps.inventory.tasks import reconcile_inventory_redis_db
 
@@ -33,7 +33,7 @@ class Steps:
         self.plan: dict[str, Callable[[], object]] = {}
         self.fired: list[str] = []
         read_counter = gate.gate_read
-        read_database = tasks.stock_available
+        read_database = services.stock_available
 
         def counter_read(*, sku: str) -> int | None:
             if sku == self.sku:
@@ -48,7 +48,7 @@ class Steps:
 
         self.sku = sku
         monkeypatch.setattr(gate, "gate_read", counter_read)
-        monkeypatch.setattr(tasks, "stock_available", database_read)
+        monkeypatch.setattr(services, "stock_available", database_read)
 
     def fire(self, step: str) -> None:
         action = self.plan.pop(step, None)

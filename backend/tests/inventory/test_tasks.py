@@ -9,12 +9,9 @@ import pytest
 from django.utils import timezone
 
 from apps.inventory import gate, metrics, services
+from apps.inventory.gate import RECONCILE_LOCK_KEY
 from apps.inventory.models import Reservation, Stock
-from apps.inventory.tasks import (
-    RECONCILE_LOCK_KEY,
-    expire_reservations,
-    reconcile_inventory_redis_db,
-)
+from apps.inventory.tasks import expire_reservations, reconcile_inventory_redis_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,7 +27,7 @@ def test_reconcile_repairs_a_wrong_and_a_deleted_counter(
     gate._client().delete(gate.gate_key(deleted.sku))
     repairs_before = metrics.reconcile_repairs._value.get()
 
-    with caplog.at_level(logging.INFO, logger="apps.inventory.tasks"):
+    with caplog.at_level(logging.INFO, logger="apps.inventory.services"):
         repaired = reconcile_inventory_redis_db()
 
     assert repaired == 2
@@ -54,7 +51,7 @@ def test_reconcile_does_not_overlap(make_product, caplog) -> None:
     lock = gate._client().lock(RECONCILE_LOCK_KEY, timeout=30)
     assert lock.acquire(blocking=False)
     try:
-        with caplog.at_level(logging.INFO, logger="apps.inventory.tasks"):
+        with caplog.at_level(logging.INFO, logger="apps.inventory.services"):
             assert reconcile_inventory_redis_db() == 0
     finally:
         lock.release()
