@@ -140,9 +140,7 @@ def test_sigkill_of_the_whole_worker_redelivers_after_visibility_timeout(
     }
     # Two workers on the queue, idle and ready before the task is sent; names of
     # their own, so that each one's canaries go to its own queue.
-    workers = [
-        start_worker("-n", f"{name}-{marker[:8]}@%h", **short) for name in "ab"
-    ]
+    workers = [start_worker("-n", f"{name}-{marker[:8]}@%h", **short) for name in "ab"]
     task_id = send("tests.sleep_then_record", marker=marker, seconds=3)
     wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
     child = int(redis_client.lindex(f"test:{marker}:starts", 0))
