@@ -380,8 +380,15 @@ def test_kubernetes_worker_liveness_probe_passes_live_and_fails_stale(
             check=False,
         )
 
-    wait_until(lambda: probe().returncode == 0, 90, "a healthy liveness probe")
+    # Until the entrypoint has recorded the role the probe checks APP_ROLE's web (and
+    # may find another process on port 5000): wait for the worker's answer.
+    wait_until(
+        lambda: probe().stdout.startswith("healthy (worker): heartbeat "),
+        90,
+        "a healthy liveness probe",
+    )
     healthy = probe()
+    assert healthy.returncode == 0, healthy.stdout
     assert healthy.stdout.startswith("healthy (worker): heartbeat "), healthy.stdout
     assert "canary from canary." in healthy.stdout
 

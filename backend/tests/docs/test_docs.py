@@ -233,6 +233,72 @@ def test_checklist_names_only_tests_that_exist() -> None:
     assert missing == []
 
 
+# Words too common to tie a test to a claim.
+COMMON_WORDS = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "with",
+        "its",
+        "not",
+        "are",
+        "from",
+        "each",
+        "every",
+        "than",
+        "that",
+        "this",
+        "any",
+        "all",
+        "one",
+        "two",
+        "their",
+        "only",
+        "when",
+        "after",
+        "before",
+        "once",
+        "into",
+        "over",
+        "under",
+        "per",
+        "test",
+    ]
+)
+
+
+def _stems(text: str) -> set[str]:
+    """Significant words of `text`, cut to five letters (named/names, probe/probes)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return {w[:5] for w in words if len(w) >= 3 and w not in COMMON_WORDS}
+
+
+def test_checklist_tests_refer_to_their_claims() -> None:
+    """A named test's name or docstring shares a significant word with its item: a
+    test moved under another claim, or an item rewritten away from its test, shows
+    up here (the test itself is read for what it asserts by the reviewer)."""
+    unrelated = []
+    for item in _checklist():
+        if item["kind"] != "test":
+            continue
+        claim = _stems(item["text"])
+        for ref in re.findall(r"`([^`]+)`", item["proof"]):
+            path, _, name = ref.partition("::")
+            tree = ast.parse((ROOT / path).read_text())
+            (function,) = [
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, ast.FunctionDef) and node.name == name
+            ]
+            own = _stems(
+                name.replace("_", " ") + " " + (ast.get_docstring(function) or "")
+            )
+            if not own & claim:
+                unrelated.append(ref)
+    assert unrelated == []
+
+
 def dashboard_metric_names() -> set[str]:
     dashboard = json.loads(
         (ROOT / "deploy/observability/grafana-dashboard.json").read_text()

@@ -319,14 +319,14 @@ def test_worker_role_runs_a_task_enqueued_from_the_host(
         lambda line: task_id in line and "succeeded" in line, timeout=60
     )
     container_env = {**app_env, **role_env}
+    heartbeat = f"{directory}/celery-worker.heartbeat"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         health = declared_healthcheck(image_config, container, container_env)
-        if health.returncode == 0:
+        if health.stdout.startswith("healthy (worker): "):
             break
         time.sleep(1)
     assert health.returncode == 0, health.stdout
-    heartbeat = f"{directory}/celery-worker.heartbeat"
     assert health.stdout.startswith(f"healthy (worker): heartbeat {heartbeat}")
     assert "canary from canary." in health.stdout
 
@@ -350,14 +350,14 @@ def test_beat_role_ticks(
         lambda line: "beat: Starting" in line or "Scheduler" in line, 120
     )
     container_env = {**app_env, **role_env}
+    heartbeat = f"{directory}/celery-beat.heartbeat"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         health = declared_healthcheck(image_config, container, container_env)
-        if health.returncode == 0:
+        if health.stdout.startswith("healthy (beat): "):
             break
         time.sleep(1)
     assert health.returncode == 0, health.stdout + "\n".join(beat.lines)
-    heartbeat = f"{directory}/celery-beat.heartbeat"
     assert health.stdout.startswith(f"healthy (beat): heartbeat {heartbeat}")
 
     kill_marked(beat.marker)
