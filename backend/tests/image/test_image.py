@@ -297,6 +297,32 @@ def test_web_role_serves_probes_and_static_files(
     assert health.stdout.startswith(f"healthy (web): GET http://127.0.0.1:{port}/")
 
 
+def assert_declared_healthcheck_live_then_stale(
+    image_config: dict, container: str, env: dict[str, str], process
+) -> str:
+    """The declared HEALTHCHECK passes for the role `env` names while `process` runs,
+    and fails once the role's heartbeat is older than the stale window (60 s) after
+    the process was killed; return the healthy line."""
+    role = env["APP_ROLE"]
+    heartbeat = f"{env['HEARTBEAT_DIR']}/celery-{role}.heartbeat"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = declared_healthcheck(image_config, container, env)
+        if health.stdout.startswith(f"healthy ({role}): "):
+            break
+        time.sleep(1)
+    assert health.returncode == 0, health.stdout + "\n".join(process.lines)
+    assert health.stdout.startswith(f"healthy ({role}): heartbeat {heartbeat}")
+
+    kill_marked(process.marker)
+    age_file(container, heartbeat, 75)
+    stale = declared_healthcheck(image_config, container, env)
+    assert stale.returncode == 1, stale.stdout
+    assert stale.stdout.startswith(f"unhealthy ({role}): heartbeat {heartbeat} is ")
+    assert "s old (limit 60s)" in stale.stdout
+    return health.stdout
+
+
 def test_worker_role_runs_a_task_enqueued_from_the_host(
     run_in, container: str, image_config: dict, app_env: dict[str, str]
 ) -> None:
@@ -306,11 +332,10 @@ def test_worker_role_runs_a_task_enqueued_from_the_host(
     from config.celery import app
 
     queue = f"image-{uuid.uuid4().hex[:8]}"
-    directory = heartbeat_dir(container)
     role_env = {
         "APP_ROLE": "worker",
         "CELERY_WORKER_QUEUES": queue,
-        "HEARTBEAT_DIR": directory,
+        "HEARTBEAT_DIR": heartbeat_dir(container),
     }
     worker = run_in(**role_env)
     worker.wait_for_line(lambda line: "ready." in line, timeout=120)
@@ -318,24 +343,10 @@ def test_worker_role_runs_a_task_enqueued_from_the_host(
     worker.wait_for_line(
         lambda line: task_id in line and "succeeded" in line, timeout=60
     )
-    container_env = {**app_env, **role_env}
-    heartbeat = f"{directory}/celery-worker.heartbeat"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        health = declared_healthcheck(image_config, container, container_env)
-        if health.stdout.startswith("healthy (worker): "):
-            break
-        time.sleep(1)
-    assert health.returncode == 0, health.stdout
-    assert health.stdout.startswith(f"healthy (worker): heartbeat {heartbeat}")
-    assert "canary from canary." in health.stdout
-
-    kill_marked(worker.marker)
-    age_file(container, heartbeat, 75)
-    stale = declared_healthcheck(image_config, container, container_env)
-    assert stale.returncode == 1, stale.stdout
-    assert stale.stdout.startswith(f"unhealthy (worker): heartbeat {heartbeat} is ")
-    assert "s old (limit 60s)" in stale.stdout
+    healthy = assert_declared_healthcheck_live_then_stale(
+        image_config, container, {**app_env, **role_env}, worker
+    )
+    assert "canary from canary." in healthy
 
 
 def test_beat_role_ticks(
@@ -343,25 +354,11 @@ def test_beat_role_ticks(
 ) -> None:
     """Beat ticks; the image's HEALTHCHECK, run as declared with APP_ROLE=beat in
     the container's environment, passes after a tick and fails once it is stale."""
-    directory = heartbeat_dir(container)
-    role_env = {"APP_ROLE": "beat", "HEARTBEAT_DIR": directory}
+    role_env = {"APP_ROLE": "beat", "HEARTBEAT_DIR": heartbeat_dir(container)}
     beat = run_in(**role_env)
     beat.wait_for_line(
         lambda line: "beat: Starting" in line or "Scheduler" in line, 120
     )
-    container_env = {**app_env, **role_env}
-    heartbeat = f"{directory}/celery-beat.heartbeat"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        health = declared_healthcheck(image_config, container, container_env)
-        if health.stdout.startswith("healthy (beat): "):
-            break
-        time.sleep(1)
-    assert health.returncode == 0, health.stdout + "\n".join(beat.lines)
-    assert health.stdout.startswith(f"healthy (beat): heartbeat {heartbeat}")
-
-    kill_marked(beat.marker)
-    age_file(container, heartbeat, 75)
-    stale = declared_healthcheck(image_config, container, container_env)
-    assert stale.returncode == 1, stale.stdout
-    assert stale.stdout.startswith(f"unhealthy (beat): heartbeat {heartbeat} is ")
+    assert_declared_healthcheck_live_then_stale(
+        image_config, container, {**app_env, **role_env}, beat
+    )
