@@ -7,8 +7,9 @@
    (15): with the Redis gate and with the database path alone.
 5. Cold start: entrypoint start to /health/ 200, dependencies up.
 
-Every figure is the median of BENCH_RUNS runs (default 3); ratios are taken pair by
-pair inside the run. Loopback only; wrk (Debian) for all load, with a Lua script for
+Every figure is the median of BENCH_RUNS runs (default 3); a ratio is taken pair by
+pair inside each run, and the median of those per-run ratios is reported (not the
+ratio of the two medians). Loopback only; wrk (Debian) for all load, with a Lua script for
 the reservations.
 """
 
@@ -461,7 +462,8 @@ def main() -> int:
 
 def table(r: dict) -> str:
     rows = [
-        "| Measurement | Project | Baseline | Ratio | Errors (project/baseline) |",
+        "| Measurement | Project | Baseline | Ratio (median of per-run ratios) "
+        "| Errors (project/baseline) |",
         "|---|---|---|---|---|",
     ]
     for key, label in (

@@ -4,6 +4,7 @@ values that keep a rollout safe (stop budgets, probes, non-root, secrets by ref)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -74,6 +75,8 @@ def test_dockerignore_keeps_secrets_tests_and_git_out() -> None:
     assert "!backend/" in lines
     assert "backend/tests/" in lines
     assert "**/.env" in lines
+    # Schemathesis' run cache: never in the repository (.gitignore) nor the image.
+    assert "backend/.schemathesis/" in lines
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
@@ -333,12 +336,73 @@ def test_kubernetes_single_beat_and_worker_budget() -> None:
     assert beat["spec"]["strategy"]["type"] == "Recreate"
     worker = _pod("inventory-worker")["spec"]["template"]["spec"]
     assert worker["terminationGracePeriodSeconds"] > SOFT_SHUTDOWN
-    (container,) = worker["containers"]
-    assert container["livenessProbe"]["exec"]["command"] == [
-        "python",
-        "-m",
-        "apps.core.healthcheck",
-    ]
+
+
+@pytest.mark.slow
+def test_kubernetes_worker_liveness_probe_passes_live_and_fails_stale(
+    start_entrypoint, production_env, tmp_path
+) -> None:
+    """The manifest's exec probe, run as the kubelet runs it, on a real worker: the
+    role comes from `args` (the pod's APP_ROLE is the image's `web`), healthy while
+    it consumes, unhealthy once its heartbeat is older than HEARTBEAT_STALE_SECONDS."""
+    import os
+    import signal
+    import time
+
+    from tests.support.env import with_venv_path
+    from tests.support.processes import BACKEND_DIR
+    from tests.support.wait import wait_until
+
+    (container,) = _pod("inventory-worker")["spec"]["template"]["spec"]["containers"]
+    command = container["livenessProbe"]["exec"]["command"]
+    assert container["startupProbe"]["exec"]["command"] == command
+    assert "APP_ROLE" not in json.dumps(container)
+    # The pod's environment: the image's APP_ROLE, the ConfigMap and the container's
+    # env; HEARTBEAT_DIR is the test's own directory instead of the shared /tmp.
+    pod_env = {
+        "APP_ROLE": "web",
+        **_k8s_env("inventory-worker"),
+        "HEARTBEAT_DIR": str(tmp_path),
+        "CELERY_WORKER_QUEUES": f"k8s-{os.urandom(4).hex()}",
+    }
+    worker = start_entrypoint(*container["args"], **pod_env)
+
+    def probe() -> subprocess.CompletedProcess[str]:
+        # A new process with the container's environment (secrets included), not
+        # the entrypoint's: it never saw the `args` that chose the role.
+        env = with_venv_path({**production_env, **pod_env})
+        return subprocess.run(
+            command,
+            cwd=BACKEND_DIR,  # the image's WORKDIR, /app
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # Until the entrypoint has recorded the role the probe checks APP_ROLE's web (and
+    # may find another process on port 5000): wait for the worker's answer.
+    wait_until(
+        lambda: probe().stdout.startswith("healthy (worker): heartbeat "),
+        90,
+        "a healthy liveness probe",
+    )
+    healthy = probe()
+    assert healthy.returncode == 0, healthy.stdout
+    assert healthy.stdout.startswith("healthy (worker): heartbeat "), healthy.stdout
+    assert "canary from canary." in healthy.stdout
+
+    os.killpg(worker.process.pid, signal.SIGKILL)
+    worker.process.wait(timeout=10)
+    stale_after = REGISTRY["HEARTBEAT_STALE_SECONDS"].default
+    assert "HEARTBEAT_STALE_SECONDS" not in pod_env
+    old = time.time() - stale_after - 15
+    os.utime(tmp_path / "celery-worker.heartbeat", (old, old))
+    stale = probe()
+    assert stale.returncode == 1, stale.stdout
+    assert stale.stdout.startswith("unhealthy (worker): heartbeat "), stale.stdout
+    assert f"s old (limit {stale_after}s)" in stale.stdout
 
 
 def test_railway_config() -> None:
@@ -355,3 +419,183 @@ def test_railway_config() -> None:
         )
         assert "healthcheckPath" not in per_role["deploy"]
         assert "preDeployCommand" not in per_role["deploy"]
+
+
+# --- PostgreSQL connection budget of the shipped files (#15) -------------------------
+
+# PostgreSQL's default, and what small managed instances allow.
+DEFAULT_MAX_CONNECTIONS = 100
+
+
+def _k8s_env(name: str) -> dict[str, str]:
+    """What a pod of the Deployment sees: the ConfigMap, then the container's env."""
+    config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
+    (container,) = _pod(name)["spec"]["template"]["spec"]["containers"]
+    return {
+        **config["data"],
+        **{item["name"]: item["value"] for item in container.get("env", [])},
+    }
+
+
+def _k8s_most_pods(name: str, most_replicas: int) -> int:
+    """The scaler's maximum plus the rolling update's surge (absolute in our files)."""
+    strategy = _pod(name)["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+    return most_replicas + strategy["rollingUpdate"]["maxSurge"]
+
+
+def _k8s_platform() -> dict[str, tuple[dict[str, str], int, float | None]]:
+    hpa = next(
+        doc for _, doc in _k8s_documents() if doc["kind"] == "HorizontalPodAutoscaler"
+    )
+    keda = _keda_documents()["ScaledObject"]["spec"]
+    cpus = {
+        name: float(
+            _pod(name)["spec"]["template"]["spec"]["containers"][0]["resources"][
+                "limits"
+            ]["cpu"]
+        )
+        for name in ("inventory-web", "inventory-worker")
+    }
+    return {
+        "web": (
+            _k8s_env("inventory-web"),
+            _k8s_most_pods("inventory-web", hpa["spec"]["maxReplicas"]),
+            cpus["inventory-web"],
+        ),
+        "worker": (
+            _k8s_env("inventory-worker"),
+            _k8s_most_pods("inventory-worker", keda["maxReplicaCount"]),
+            cpus["inventory-worker"],
+        ),
+    }
+
+
+def _guide_section(title: str) -> str:
+    guide = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    return guide.split(f"\n## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def _ecs_platform() -> dict[str, tuple[dict[str, str], int, float | None]]:
+    # The services' counts are in the guide's create-service commands, not in a file.
+    section = _guide_section("AWS ECS (Fargate)")
+    services = {}
+    for block in re.findall(r"aws ecs create-service (.+?)(?:\n\n|```)", section, re.S):
+        name = re.search(r"--service-name inventory-(\w+)", block)[1]
+        desired = int(re.search(r"--desired-count (\d+)", block)[1])
+        percent = int(re.search(r"maximumPercent=(\d+)", block)[1])
+        services[name] = (desired, percent)
+    scaling = json.loads(
+        (ROOT / "deploy" / "ecs" / "worker-autoscaling.json").read_text()
+    )
+    most = {
+        "web": services["web"][0],
+        "worker": max(
+            services["worker"][0],
+            scaling["registerScalableTarget"]["MaxCapacity"],
+        ),
+    }
+    platform = {}
+    for role in ("web", "worker"):
+        task = json.loads(
+            (ROOT / "deploy" / "ecs" / f"task-definition-{role}.json").read_text()
+        )
+        (container,) = task["containerDefinitions"]
+        env = {item["name"]: item["value"] for item in container["environment"]}
+        # ECS rounds maximumPercent down; 1024 CPU units are one vCPU.
+        tasks = most[role] * services[role][1] // 100
+        platform[role] = (env, tasks, int(task["cpu"]) / 1024)
+    return platform
+
+
+def _compose_platform() -> dict[str, tuple[dict[str, str], int, float | None]]:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    example = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            example[key] = value
+    platform = {}
+    for role in ("web", "worker"):
+        service = services[role]
+        # `up` replaces a container (no overlap); no file scales a service.
+        assert "replicas" not in service.get("deploy", {}), role
+        assert "cpus" not in service.get("deploy", {}).get("resources", {}), role
+        platform[role] = ({**example, **service["environment"]}, 1, None)
+    return platform
+
+
+def _railway_platform() -> dict[str, tuple[dict[str, str], int, float | None]]:
+    # Variables: the guide's `railway variables --set` lines (test_railway.py plays
+    # the same). Replicas: no file sets numReplicas (Railway's default is 1), and a
+    # deployment overlaps the previous one: 2 containers at once.
+    section = _guide_section("Railway")
+    variables = {}
+    for _, raw in re.findall(r"--set ([\"'])(.+?)\1", section):
+        name, value = raw.split("=", 1)
+        variables[name] = value
+    for path in ("railway.json", "deploy/railway/worker.json"):
+        assert "numReplicas" not in json.loads((ROOT / path).read_text())["deploy"]
+    return {role: (variables, 2, None) for role in ("web", "worker")}
+
+
+PLATFORMS = {
+    "compose": _compose_platform,
+    "ecs": _ecs_platform,
+    "kubernetes": _k8s_platform,
+    "railway": _railway_platform,
+}
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) -> None:
+    """DB_EXPECTED_REPLICAS is each service's most containers at once, and web plus
+    worker at those counts fit max_connections 100 minus DB_RESERVED_CONNECTIONS."""
+    from apps.core.cpus import worker_count
+    from apps.core.db_budget import ConnectionBudget, connections_per_container
+    from config.env import load
+    from tests.support.env import PRODUCTION_ENV
+
+    budgets = []
+    for role, (platform_env, most_containers, cpu_limit) in PLATFORMS[
+        platform
+    ]().items():
+        values = {
+            **platform_env,
+            **PRODUCTION_ENV,
+            "DATABASE_URL": "postgres://app@db.internal/app",
+            "REDIS_URL": "redis://redis.internal:6379/0",
+        }
+        env = load(values)
+        assert env.problems == [], (platform, role, env.problems)
+        if role == "web":
+            # The gunicorn workers the container starts: 2 x its CPU limit + 1, or
+            # GUNICORN_MAX_WORKERS where nothing limits the CPUs it sees.
+            if cpu_limit is None:
+                workers = env["GUNICORN_WORKERS"] or env["GUNICORN_MAX_WORKERS"]
+            else:
+                cgroup = tmp_path / platform
+                cgroup.mkdir(exist_ok=True)
+                (cgroup / "cpu.max").write_text(f"{int(cpu_limit * 100000)} 100000")
+                workers = worker_count(
+                    configured=env["GUNICORN_WORKERS"],
+                    maximum=env["GUNICORN_MAX_WORKERS"],
+                    cgroup_root=cgroup,
+                )
+            env = load({**values, "GUNICORN_WORKERS": str(workers)})
+        per_container, formula = connections_per_container(role=role, env=env)
+        budget = ConnectionBudget(
+            role=role,
+            per_container=per_container,
+            formula=formula,
+            replicas=env["DB_EXPECTED_REPLICAS"],
+            server_max=DEFAULT_MAX_CONNECTIONS,
+            reserved=env["DB_RESERVED_CONNECTIONS"],
+        )
+        assert "DB_EXPECTED_REPLICAS" in platform_env, (platform, role)
+        assert budget.replicas == most_containers, (platform, budget.describe())
+        assert not budget.exceeded, budget.describe()
+        budgets.append(budget)
+    # The start-up check compares each role alone; together they share the server.
+    total = sum(b.needed for b in budgets)
+    assert total <= budgets[0].available, [b.describe() for b in budgets]

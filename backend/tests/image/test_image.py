@@ -97,7 +97,9 @@ def run_in(container: str, app_env: dict[str, str]):
             "/app/scripts/entrypoint.sh",
             *args,
         ]
-        return start_process(argv, env=BUILDAH_ENV, base_url=local_url(env))
+        process = start_process(argv, env=BUILDAH_ENV, base_url=local_url(env))
+        process.marker = marker  # type: ignore[attr-defined]  # for kill_marked
+        return process
 
     yield run
     for marker in markers:
@@ -109,6 +111,35 @@ def exec_in(container: str, *command: str, **env: str) -> subprocess.CompletedPr
     for key, value in env.items():
         flags += ["--env", f"{key}={value}"]
     return buildah("run", "--network", "host", *flags, container, "--", *command)
+
+
+def declared_healthcheck(
+    image_config: dict, container: str, env: dict[str, str]
+) -> subprocess.CompletedProcess:
+    """Run the image's HEALTHCHECK as the engine does: the command the image config
+    declares, in the container, with the environment the container started with."""
+    kind, *command = image_config["Docker"]["config"]["Healthcheck"]["Test"]
+    if kind == "CMD-SHELL":
+        command = ["/bin/sh", "-c", *command]
+    assert kind in {"CMD", "CMD-SHELL"}, kind
+    return exec_in(container, *command, **env)
+
+
+def heartbeat_dir(container: str) -> str:
+    """A fresh HEARTBEAT_DIR, as a new container's /tmp is (the working container is
+    shared by the module's tests)."""
+    directory = f"/tmp/hc-{uuid.uuid4().hex[:8]}"
+    assert exec_in(container, "mkdir", directory).returncode == 0
+    return directory
+
+
+def age_file(container: str, path: str, seconds: float) -> None:
+    exec_in(
+        container,
+        "python",
+        "-c",
+        f"import os, time; t = time.time() - {seconds}; os.utime({path!r}, (t, t))",
+    )
 
 
 def test_image_user_and_contents(image_config: dict, container: str) -> None:
@@ -218,9 +249,12 @@ def test_migrate_role_exits_0(run_in) -> None:
     assert any("migrations applied; exiting" in line for line in process.lines)
 
 
-def test_web_role_serves_probes_and_static_files(run_in, container: str) -> None:
+def test_web_role_serves_probes_and_static_files(
+    run_in, container: str, image_config: dict, app_env: dict[str, str]
+) -> None:
     port = free_port()
-    process = run_in("web", PORT=str(port), GUNICORN_WORKERS="2")
+    role_env = {"APP_ROLE": "web", "PORT": str(port), "GUNICORN_WORKERS": "2"}
+    process = run_in(**role_env)
     wait_http(f"{process.base_url}/health/", 120, process, interval=0.5)
     live = requests.get(f"{process.base_url}/health/", timeout=2)
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
@@ -250,45 +284,73 @@ def test_web_role_serves_probes_and_static_files(run_in, container: str) -> None
     assert "max-age=315360000" in static.headers["Cache-Control"]
     assert "immutable" in static.headers["Cache-Control"]
 
-    health = exec_in(
-        container,
-        "python",
-        "-m",
-        "apps.core.healthcheck",
-        APP_ROLE="web",
-        PORT=str(port),
-    )
+    health = declared_healthcheck(image_config, container, {**app_env, **role_env})
     assert health.returncode == 0, health.stdout
-    assert health.stdout.startswith("healthy (web)")
+    assert health.stdout.startswith(f"healthy (web): GET http://127.0.0.1:{port}/")
 
 
-def test_worker_role_runs_a_task_enqueued_from_the_host(run_in, container) -> None:
+def assert_declared_healthcheck_live_then_stale(
+    image_config: dict, container: str, env: dict[str, str], process
+) -> str:
+    """The declared HEALTHCHECK passes for the role `env` names while `process` runs,
+    and fails once the role's heartbeat is older than the stale window (60 s) after
+    the process was killed; return the healthy line."""
+    role = env["APP_ROLE"]
+    heartbeat = f"{env['HEARTBEAT_DIR']}/celery-{role}.heartbeat"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = declared_healthcheck(image_config, container, env)
+        if health.stdout.startswith(f"healthy ({role}): "):
+            break
+        time.sleep(1)
+    assert health.returncode == 0, health.stdout + "\n".join(process.lines)
+    assert health.stdout.startswith(f"healthy ({role}): heartbeat {heartbeat}")
+
+    kill_marked(process.marker)
+    age_file(container, heartbeat, 75)
+    stale = declared_healthcheck(image_config, container, env)
+    assert stale.returncode == 1, stale.stdout
+    assert stale.stdout.startswith(f"unhealthy ({role}): heartbeat {heartbeat} is ")
+    assert "s old (limit 60s)" in stale.stdout
+    return health.stdout
+
+
+def test_worker_role_runs_a_task_enqueued_from_the_host(
+    run_in, container: str, image_config: dict, app_env: dict[str, str]
+) -> None:
+    """The worker runs a task; the image's HEALTHCHECK, run as declared with the
+    container's environment (APP_ROLE=worker, as Compose, ECS and Railway set it),
+    passes while it consumes and fails once its heartbeat is stale."""
     from config.celery import app
 
     queue = f"image-{uuid.uuid4().hex[:8]}"
-    worker = run_in("worker", CELERY_WORKER_QUEUES=queue)
+    role_env = {
+        "APP_ROLE": "worker",
+        "CELERY_WORKER_QUEUES": queue,
+        "HEARTBEAT_DIR": heartbeat_dir(container),
+    }
+    worker = run_in(**role_env)
     worker.wait_for_line(lambda line: "ready." in line, timeout=120)
     task_id = app.send_task("inventory.expire_reservations", queue=queue).id
     worker.wait_for_line(
         lambda line: task_id in line and "succeeded" in line, timeout=60
     )
-    # No APP_ROLE: the probe runs with the image's environment (APP_ROLE=web), as a
-    # platform runs it; the role given as an argument must still be the one checked.
-    health = exec_in(container, "python", "-m", "apps.core.healthcheck")
-    assert health.returncode == 0, health.stdout
-    assert health.stdout.startswith("healthy (worker): heartbeat /tmp/celery-worker")
+    healthy = assert_declared_healthcheck_live_then_stale(
+        image_config, container, {**app_env, **role_env}, worker
+    )
+    assert "canary from canary." in healthy
 
 
-def test_beat_role_ticks(run_in, container) -> None:
-    beat = run_in("beat")
+def test_beat_role_ticks(
+    run_in, container: str, image_config: dict, app_env: dict[str, str]
+) -> None:
+    """Beat ticks; the image's HEALTHCHECK, run as declared with APP_ROLE=beat in
+    the container's environment, passes after a tick and fails once it is stale."""
+    role_env = {"APP_ROLE": "beat", "HEARTBEAT_DIR": heartbeat_dir(container)}
+    beat = run_in(**role_env)
     beat.wait_for_line(
         lambda line: "beat: Starting" in line or "Scheduler" in line, 120
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        health = exec_in(container, "python", "-m", "apps.core.healthcheck")
-        if health.returncode == 0:
-            break
-        time.sleep(1)
-    assert health.returncode == 0, health.stdout + "\n".join(beat.lines)
-    assert health.stdout.startswith("healthy (beat): heartbeat /tmp/celery-beat")
+    assert_declared_healthcheck_live_then_stale(
+        image_config, container, {**app_env, **role_env}, beat
+    )

@@ -27,10 +27,8 @@ BASE = "http://127.0.0.1:5000"
 COMPOSE_IMAGE = "inventory-backend:local"  # docker-compose.yml's `image:`
 
 
-def guide_compose_commands() -> list[str]:
-    """The shell commands of the guide's Compose section, in order."""
-    text = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
-    section = text.split("## Local: `docker compose up`", 1)[1].split("\n## ", 1)[0]
+def _section_commands(text: str, heading: str) -> list[str]:
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S):
         for line in block.splitlines():
@@ -38,6 +36,19 @@ def guide_compose_commands() -> list[str]:
             if command.startswith(("docker compose", "curl", "cp ")):
                 commands.append(command)
     return commands
+
+
+def guide_compose_commands() -> list[str]:
+    """The shell commands of the guide's Compose section, in order, with the first
+    admin's Compose commands (a section of their own) where the section sends the
+    operator to them: before the first command that needs the token."""
+    text = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    commands = _section_commands(text, "## Local: `docker compose up`")
+    admin = _section_commands(text, "## First admin: superuser and API token")
+    assert admin
+    assert all(c.startswith("docker compose") for c in admin), admin
+    first_token_use = next(i for i, c in enumerate(commands) if "<token>" in c)
+    return commands[:first_token_use] + admin + commands[first_token_use:]
 
 
 class Stack:

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -100,26 +101,50 @@ def test_sigkill_of_the_pool_child_requeues_at_once(
 def test_sigkill_of_the_whole_worker_redelivers_after_visibility_timeout(
     start_worker, send, redis_client, queue
 ) -> None:
+    """Not before the visibility timeout, though another worker consumes the queue
+    all along; after it, a worker that starts (a replacement container) runs it."""
     marker = uuid.uuid4().hex
+    visibility = 6
     short = {
         "CELERY_TASK_TIME_LIMIT": "5",
         "CELERY_TASK_SOFT_TIME_LIMIT": "4",
-        "CELERY_VISIBILITY_TIMEOUT": "6",
+        "CELERY_VISIBILITY_TIMEOUT": str(visibility),
     }
-    first = start_worker(**short)
-    send("tests.sleep_then_record", marker=marker, seconds=3)
+    # Two workers on the queue, idle and ready before the task is sent; names of
+    # their own, so that each one's canaries go to its own queue.
+    workers = [start_worker("-n", f"{name}-{marker[:8]}@%h", **short) for name in "ab"]
+    task_id = send("tests.sleep_then_record", marker=marker, seconds=3)
     wait_until(lambda: redis_client.llen(f"test:{marker}:starts"), 20, "task start")
-    os.killpg(first.process.pid, signal.SIGKILL)
-    first.process.wait(timeout=10)
-    # The message waits in Redis's unacked set, not in the queue, until the
-    # visibility timeout passes.
-    assert redis_client.llen(queue) == 0
-    assert redis_client.hlen("unacked") >= 1
+    child = int(redis_client.lindex(f"test:{marker}:starts", 0))
+    parent = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    (holder,) = [w for w in workers if w.process.pid == parent]
+    (survivor,) = [w for w in workers if w is not holder]
+    # kombu's unacked index scores each delivered message with its delivery time.
+    (tag,) = [
+        tag
+        for tag, raw in redis_client.hgetall("unacked").items()
+        if json.loads(raw)[0]["headers"]["id"] == task_id
+    ]
+    delivered_at = redis_client.zscore("unacked_index", tag)
+    os.killpg(holder.process.pid, signal.SIGKILL)
+    holder.process.wait(timeout=10)
+    assert redis_client.llen(f"test:{marker}:finished") == 0
+
+    # Up to the timeout the message waits in Redis's unacked set, not in the
+    # queue, and the surviving worker, consuming all along, never gets it.
+    while time.time() < delivered_at + visibility - 0.5:
+        assert survivor.process.poll() is None
+        assert redis_client.llen(f"test:{marker}:starts") == 1
+        assert redis_client.llen(queue) == 0
+        time.sleep(0.1)
+    assert redis_client.hexists("unacked", tag)
+
     # kombu scans for expired unacked messages when a consumer starts, then only
-    # every 10th poll cycle: start the next worker once the 6 s have passed, as a
-    # replacement container would.
-    time.sleep(7)
-    start_worker(**short)
+    # every 10th 10 s poll cycle: a replacement worker started after the timeout
+    # puts the message back, and one of the two runs it.
+    while time.time() < delivered_at + visibility:
+        time.sleep(0.1)
+    start_worker("-n", f"c-{marker[:8]}@%h", **short)
     wait_until(lambda: redis_client.llen(f"test:{marker}:finished"), 60, "redelivery")
     assert redis_client.llen(f"test:{marker}:starts") == 2
     assert redis_client.get(f"test:{marker}:effects") == "1"
