@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.core.liveness import CANARY_TASK
 from tests.support.net import free_port
 from tests.support.wait import wait_until
 
@@ -65,6 +66,12 @@ def test_sigterm_lets_the_running_task_finish(start_worker, send, redis_client) 
 
 def test_idle_worker_stops_at_once(start_worker) -> None:
     worker = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="20")
+    # A worker sends itself a liveness canary as it starts (apps/core/heartbeats.py).
+    # Celery's soft shutdown sleeps its whole timeout when any task is active at the
+    # signal, so the stop is timed once that canary has run: idle means idle.
+    worker.wait_for_line(
+        lambda line: CANARY_TASK in line and "succeeded" in line, timeout=30
+    )
     signalled = time.monotonic()
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(timeout=30) == 0
