@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+
+import requests
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
 from apps.core.context import request_id_var
 from apps.core.sentry import sentry_init
-from tests.support.env import PRODUCTION_ENV, clean_environ
-from tests.support.processes import run_python
+from tests.support.env import PRODUCTION_ENV, clean_environ, with_venv_path
+from tests.support.net import free_port
+from tests.support.processes import (
+    WORKER_COMMAND,
+    run_python,
+    start_process,
+    stop_group,
+)
+from tests.support.sentry import SentryInbox, sentry_inbox
 
 
 class RecordingTransport(Transport):
@@ -68,3 +78,66 @@ def test_sentry_off_without_dsn() -> None:
         ["-c", code], env={**env, "SENTRY_DSN": "https://public@sentry.example.com/1"}
     )
     assert with_dsn.stdout.strip().splitlines()[-1] == "True", with_dsn.stderr
+
+
+# What a database outage used to leak: the password (psycopg2's connect() locals) and
+# the caller's raw token (the token lookup's query parameters).
+DB_PASSWORD = "pw-" + uuid.uuid4().hex
+API_TOKEN = uuid.uuid4().hex + "0123abcd"
+
+
+def unreachable_database_env(production_env: dict[str, str], dsn: str) -> dict:
+    """Production settings whose database refuses every connection."""
+    return {
+        **production_env,
+        "DATABASE_URL": f"postgres://app:{DB_PASSWORD}@127.0.0.1:{free_port()}/app",
+        "SENTRY_DSN": dsn,
+        "SENTRY_ENVIRONMENT": "test",
+    }
+
+
+def assert_no_secret(inbox: SentryInbox, *secrets: str) -> None:
+    events = inbox.wait_for_event()
+    kinds = {
+        value["type"]
+        for event in events
+        for value in event.get("exception", {}).get("values", [])
+    }
+    # The outage itself was reported: the test sees the payload that could leak.
+    assert "OperationalError" in kinds, events
+    payload = "\n".join(inbox.bodies)
+    for secret in secrets:
+        assert secret not in payload, f"{secret!r} reached Sentry"
+
+
+def test_database_outage_sends_neither_password_nor_token(
+    production_env, start_gunicorn
+) -> None:
+    with sentry_inbox() as inbox:
+        server = start_gunicorn(**unreachable_database_env(production_env, inbox.dsn))
+        response = requests.get(
+            server.base_url + "/api/v1/products/",
+            headers={
+                "Authorization": f"Token {API_TOKEN}",
+                "X-Forwarded-Proto": "https",
+            },
+            timeout=10,
+        )
+        assert response.status_code == 503, response.text
+        assert_no_secret(inbox, API_TOKEN, DB_PASSWORD)
+
+
+def test_failing_task_sends_no_database_password(production_env, queue) -> None:
+    from config.celery import app
+
+    with sentry_inbox() as inbox:
+        env = with_venv_path(unreachable_database_env(production_env, inbox.dsn))
+        worker = start_process(
+            [*WORKER_COMMAND, "-Q", queue, "--concurrency", "1"], env=env
+        )
+        try:
+            worker.wait_for_line(lambda line: "ready." in line, timeout=60)
+            app.send_task("inventory.expire_reservations", queue=queue)
+            assert_no_secret(inbox, DB_PASSWORD)
+        finally:
+            stop_group(worker.process)
