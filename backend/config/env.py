@@ -253,6 +253,48 @@ VARIABLES: tuple[Var, ...] = (
         maximum=65535,
     ),
     Var(
+        "DB_POOL_MODE",
+        "choice",
+        "database",
+        "How DATABASE_URL reaches PostgreSQL: none (directly) or transaction (through "
+        "a pooler in transaction mode: PgBouncer, RDS Proxy). Pooled: no startup "
+        "options and no server-side cursors; the migrate role sets statement_timeout "
+        "on the database role and takes its lock over DATABASE_DIRECT_URL.",
+        default="none",
+        choices=("none", "transaction"),
+    ),
+    Var(
+        "DATABASE_DIRECT_URL",
+        "url",
+        "database",
+        "PostgreSQL URL that bypasses the pooler, for what needs a session of its own "
+        "(the migrate role's advisory lock and its migrations); defaults to "
+        "DATABASE_URL.",
+        schemes=("postgres", "postgresql"),
+        example="postgres://app:app@db:5432/app",
+    ),
+    Var(
+        "DB_POOL_SIZE",
+        "int",
+        "database",
+        "With DB_POOL_MODE=transaction: the most PostgreSQL connections the pooler "
+        "opens for this database and user (PgBouncer's default_pool_size plus "
+        "reserve_pool_size, times pooler replicas); the connection budget counts it "
+        "instead of the replicas' own connections.",
+        default=20,
+        minimum=1,
+    ),
+    Var(
+        "DB_POOL_MAX_CLIENTS",
+        "int",
+        "database",
+        "With DB_POOL_MODE=transaction: the client connections the pooler accepts "
+        "(PgBouncer's max_client_conn, times pooler replicas); the replicas' own "
+        "connections must fit in it.",
+        default=1000,
+        minimum=1,
+    ),
+    Var(
         "DB_CONN_MAX_AGE",
         "int",
         "database",
@@ -863,6 +905,11 @@ class Config:
     def database_url(self) -> str | None:
         return self.values.get("_DATABASE_URL")
 
+    @property
+    def database_direct_url(self) -> str | None:
+        """DATABASE_DIRECT_URL, else the pooled (or only) database URL."""
+        return self.values.get("_DATABASE_DIRECT_URL")
+
 
 def _postgres_url_from_parts(values: Mapping[str, Any]) -> str:
     user = quote(values["POSTGRES_USER"], safe="")
@@ -960,6 +1007,19 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     else:
         problems.append(Problem("DATABASE_URL", "is missing", DATABASE_EXPECTED))
         values["_DATABASE_URL"] = None
+    # Session work (the migration lock) needs a connection the pooler cannot hand
+    # to another client between statements.
+    values["_DATABASE_DIRECT_URL"] = (
+        values.get("DATABASE_DIRECT_URL") or values["_DATABASE_URL"]
+    )
+    if values.get("DATABASE_DIRECT_URL") and not values["_DATABASE_URL"]:
+        problems.append(
+            Problem(
+                "DATABASE_DIRECT_URL",
+                "is set without a database to bypass",
+                "set with DATABASE_URL (or the POSTGRES_* parts)",
+            )
+        )
     return Config(values=values, problems=problems, debug=debug)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -93,14 +94,43 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ASGI_WORKER = ENV["GUNICORN_WORKER_CLASS"] == "uvicorn"
 CONN_MAX_AGE = 0 if ASGI_WORKER else ENV["DB_CONN_MAX_AGE"]
 
-if ENV.database_url:
+DB_POOLED = ENV["DB_POOL_MODE"] == "transaction"
+DB_STATEMENT_TIMEOUT_MS: int = ENV["DB_STATEMENT_TIMEOUT_MS"]
+
+
+def _postgres_database(url: str, *, pooled: bool) -> dict[str, Any]:
+    """Django's settings for one PostgreSQL URL, direct or through a pooler."""
+    database = dj_database_url.parse(
+        url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
+    )
+    # Prometheus query metrics, health checks only for idle connections (see there).
+    database["ENGINE"] = "apps.core.db"
+    options = database.setdefault("OPTIONS", {})
+    options["connect_timeout"] = ENV["DB_CONNECT_TIMEOUT"]
+    options.setdefault("application_name", f"backend-{ENV['APP_ROLE']}")
+    if pooled:
+        # A transaction pooler hands each transaction to any server connection:
+        # PgBouncer refuses the startup `options` parameter, and a server-side
+        # cursor's later FETCH may reach a connection that never opened it. The
+        # statement_timeout comes from the role instead (apps/core/db_role.py).
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        # A runaway query is cancelled by the server instead of pinning a worker.
+        options["options"] = f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
+    return database
+
+
+if ENV.database_url and ENV.database_url.startswith("sqlite"):
     DATABASES = {
         "default": dj_database_url.parse(
-            ENV.database_url,
-            conn_max_age=CONN_MAX_AGE,
-            conn_health_checks=True,
+            ENV.database_url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
         )
     }
+    DATABASE_DIRECT: dict[str, Any] | None = None
+elif ENV.database_url:
+    DATABASES = {"default": _postgres_database(ENV.database_url, pooled=DB_POOLED)}
+    # The migrate role's session (advisory lock, migrations) bypasses the pooler.
+    DATABASE_DIRECT = _postgres_database(ENV.database_direct_url, pooled=False)
 else:  # DEBUG with no database configured: the embedded default.
     DATABASES = {
         "default": {
@@ -108,15 +138,7 @@ else:  # DEBUG with no database configured: the embedded default.
             "NAME": BASE_DIR / "db.sqlite3",
         }
     }
-
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Prometheus query metrics, health checks only for idle connections (see there).
-    DATABASES["default"]["ENGINE"] = "apps.core.db"
-    options = DATABASES["default"].setdefault("OPTIONS", {})
-    options["connect_timeout"] = ENV["DB_CONNECT_TIMEOUT"]
-    # A runaway query is cancelled by the server instead of pinning a worker.
-    options["options"] = f"-c statement_timeout={ENV['DB_STATEMENT_TIMEOUT_MS']}"
-    options.setdefault("application_name", f"backend-{ENV['APP_ROLE']}")
+    DATABASE_DIRECT = None
 
 # --- Redis: cache, Celery ---------------------------------------------------------
 

@@ -18,8 +18,24 @@ from tests.support import processes
 from tests.support.env import production_environ, with_venv_path
 from tests.support.http import wait_http
 from tests.support.net import free_port
+from tests.support.postgres import database_name, database_sessions_end
 from tests.support.processes import WORKER_COMMAND, ServerProcess
 from tests.support.redis import redis_client as redis_client_for
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pooler_lets_go_of_the_test_database(request) -> Iterator[None]:
+    """In the PgBouncer lane, end the pooler's server sessions before the DROP."""
+    from django.conf import settings
+
+    if not settings.DB_POOLED:
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    yield
+    # pytest-django drops the test database after this: PgBouncer keeps idle server
+    # connections to it, and DROP DATABASE refuses a database in use.
+    database_sessions_end(name=database_name())
 
 
 @pytest.fixture

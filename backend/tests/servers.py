@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.support.net import free_port
 
@@ -38,6 +39,8 @@ STOP_TIMEOUT = 15.0
 INTERRUPT_GRACE = 60.0
 BIND_ATTEMPTS = 5
 EXIT_MISSING = 3
+# `TEST_DB_POOLER=pgbouncer`: put PgBouncer (transaction mode) in front of PostgreSQL.
+POOLER_VARIABLE = "TEST_DB_POOLER"
 
 # Where Debian's packages put the binaries (also when PATH does not name them).
 PG_DEBIAN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -291,6 +294,74 @@ def _create_database(port: int, name: str) -> None:
     connection.close()
 
 
+def pgbouncer_binary() -> Path | None:
+    """Return the pgbouncer executable (Debian: /usr/sbin), or None."""
+    found = shutil.which("pgbouncer") or shutil.which(
+        "pgbouncer", path=REDIS_SEARCH_PATH
+    )
+    return Path(found) if found else None
+
+
+def pgbouncer_config(
+    *, port: int, postgres_port: int, directory: Path, pool_size: int
+) -> str:
+    """PgBouncer in transaction mode in front of every database of the cluster."""
+    return f"""[databases]
+* = host=127.0.0.1 port={postgres_port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {directory}/users.txt
+admin_users = postgres
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = 2000
+server_reset_query =
+"""
+
+
+def start_pgbouncer(
+    binary: Path, directory: Path, *, postgres_port: int, pool_size: int = 60
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start PgBouncer (transaction pooling) on a free port; return it and the port.
+
+    `directory` (made by the caller) holds its configuration and log. The default
+    pool leaves room for every process the process tests start at once.
+    """
+    user = _server_user()
+    as_user: dict = {}
+    (directory / "users.txt").write_text('"postgres" ""\n')
+    if user is not None:
+        # PgBouncer refuses to run as root.
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    log = directory / "pgbouncer.log"
+    for _ in range(BIND_ATTEMPTS):
+        port = free_port()
+        config = directory / "pgbouncer.ini"
+        config.write_text(
+            pgbouncer_config(
+                port=port,
+                postgres_port=postgres_port,
+                directory=directory,
+                pool_size=pool_size,
+            )
+        )
+        process = _spawn(
+            [str(binary), str(config)],
+            cwd=directory,
+            log=log,
+            death_signal=signal.SIGTERM,
+            **as_user,
+        )
+        if _wait_ready(process, lambda p=port: _postgres_ready(p), log, "PgBouncer"):
+            return process, port
+    raise LauncherError(f"make test: PgBouncer did not start; its log:\n{_tail(log)}")
+
+
 def redis_ready(port: int) -> bool:
     """Does a redis-server answer PING on this port?"""
     import redis
@@ -364,9 +435,17 @@ def remove_stale_directories() -> None:
 
 @contextlib.contextmanager
 def private_servers(
-    *, postgres: bool, redis: bool, report: Callable[[str], None]
+    *,
+    postgres: bool,
+    redis: bool,
+    report: Callable[[str], None],
+    pgbouncer: bool = False,
 ) -> Iterator[dict[str, str]]:
-    """Start the servers asked for; yield their URLs; stop them and remove all."""
+    """Start the servers asked for; yield their variables; stop them, remove all.
+
+    With pgbouncer, DATABASE_URL leads through PgBouncer in transaction mode and
+    DATABASE_DIRECT_URL straight to PostgreSQL, as in a pooled deployment.
+    """
     if not (postgres or redis):
         yield {}
         return
@@ -378,6 +457,12 @@ def private_servers(
     )
     if message:
         raise LauncherError(message)
+    bouncer_bin = pgbouncer_binary() if pgbouncer else None
+    if pgbouncer and (bindir is None or bouncer_bin is None):
+        raise LauncherError(
+            "make test: the PgBouncer lane needs pgbouncer (apt-get install "
+            "pgbouncer) and a private PostgreSQL (leave DATABASE_URL unset)."
+        )
     remove_stale_directories()
     started_at = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
@@ -388,10 +473,22 @@ def private_servers(
             servers.append(start_postgres(bindir, base))
         if redis_bin is not None:
             servers.append(start_redis(redis_bin, base))
-        urls = {
-            ("DATABASE_URL" if s.name == "PostgreSQL" else "REDIS_URL"): s.url
-            for s in servers
-        }
+        if bouncer_bin is not None:
+            postgres_port = urlsplit(servers[0].url).port
+            (base / "pgbouncer").mkdir()
+            process, port = start_pgbouncer(
+                bouncer_bin, base / "pgbouncer", postgres_port=postgres_port
+            )
+            url = servers[0].url.replace(f":{postgres_port}/", f":{port}/")
+            servers.append(
+                Server("PgBouncer", process, url, base / "pgbouncer" / "pgbouncer.log")
+            )
+        variables = {"PostgreSQL": "DATABASE_URL", "Redis": "REDIS_URL"}
+        urls = {variables[s.name]: s.url for s in servers if s.name in variables}
+        if bouncer_bin is not None:
+            urls["DATABASE_DIRECT_URL"] = urls["DATABASE_URL"]
+            urls["DATABASE_URL"] = servers[-1].url
+            urls["DB_POOL_MODE"] = "transaction"
         report(
             "private "
             + ", ".join(f"{s.name} at {s.url}" for s in servers)
@@ -402,7 +499,8 @@ def private_servers(
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         stopping_at = time.monotonic()
-        for server in servers:
+        # The pooler first: PostgreSQL's fast shutdown then has no client to wait for.
+        for server in reversed(servers):
             # SIGINT: PostgreSQL's fast shutdown (ends the tests' leftover sessions).
             stop(
                 server, signal.SIGINT if server.name == "PostgreSQL" else signal.SIGTERM
@@ -474,6 +572,8 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     want_postgres = not env.get("DATABASE_URL")
     want_redis = not env.get("REDIS_URL")
+    # The PgBouncer lane (`make test-pgbouncer`): the same tests through a pooler.
+    want_pgbouncer = env.pop(POOLER_VARIABLE, "") == "pgbouncer"
 
     def report(line: str) -> None:
         print(f"make test: {line}", file=sys.stderr, flush=True)
@@ -483,7 +583,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGHUP, _raise_interrupted)
     try:
         with private_servers(
-            postgres=want_postgres, redis=want_redis, report=report
+            postgres=want_postgres,
+            redis=want_redis,
+            report=report,
+            pgbouncer=want_pgbouncer,
         ) as urls:
             env.update(urls)
             returncode = run_pytest(argv, env)

@@ -7,13 +7,18 @@ class CoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         # Make the project's Celery app the current one, so `.delay()` anywhere in
         # Django uses its broker settings (not Celery's default amqp://localhost).
         import config.celery  # noqa: F401
 
         # Registers the deploy checks with Django's check framework.
         from apps.core import checks  # noqa: F401
+        from apps.core.db.pooling import apply_role_settings
         from apps.core.tokens import connect_signals
 
         # Deleting a token (or changing its user) drops it from every process's cache.
         connect_signals()
+        # Once per migrate (sender: this app), on the database migrated.
+        post_migrate.connect(apply_role_settings, sender=self)

@@ -102,9 +102,12 @@ def check_connection_budget(
             warnings.append(
                 Warning(
                     f"PostgreSQL connection budget exceeded: {budget.describe()}.",
-                    hint="Lower GUNICORN_WORKERS/GUNICORN_THREADS or "
+                    hint=f"{budget.POOLED_REMEDY}."
+                    if budget.pooled
+                    else "Lower GUNICORN_WORKERS/GUNICORN_THREADS or "
                     "CELERY_WORKER_CONCURRENCY, or DB_EXPECTED_REPLICAS, or raise the "
-                    "server's max_connections (or put PgBouncer in front).",
+                    "server's max_connections (or put a pooler in front: "
+                    "DB_POOL_MODE=transaction).",
                     id="core.W006",
                 )
             )

@@ -5,8 +5,12 @@ readiness round opens up to two more per worker process (the database and
 migration checks run in pool threads); each Celery pool process keeps one, and the
 worker's main process one more. Times DB_EXPECTED_REPLICAS, that must fit in the
 server's max_connections minus DB_RESERVED_CONNECTIONS, or replicas get
-"FATAL: sorry, too many clients already" under load (the failure the ASGI setup
-walked into, DESIGN.md).
+"FATAL: sorry, too many clients already" under load (measured: an ASGI setup with
+persistent connections hit it within seconds).
+
+Through a transaction pooler (DB_POOL_MODE=transaction) those are client
+connections to the pooler: they must fit in what it accepts (DB_POOL_MAX_CLIENTS),
+and PostgreSQL sees only the pool (DB_POOL_SIZE), however many replicas there are.
 """
 
 from __future__ import annotations
@@ -32,9 +36,17 @@ class ConnectionBudget:
     replicas: int
     server_max: int
     reserved: int
+    # Set through a transaction pooler: its server pool and its client limit.
+    pool_size: int | None = None
+    pool_max_clients: int | None = None
+
+    @property
+    def pooled(self) -> bool:
+        return self.pool_size is not None
 
     @property
     def needed(self) -> int:
+        """Connections the replicas open: to PostgreSQL, or to the pooler."""
         return self.per_container * self.replicas
 
     @property
@@ -43,11 +55,30 @@ class ConnectionBudget:
 
     @property
     def exceeded(self) -> bool:
+        if self.pool_size is not None and self.pool_max_clients is not None:
+            return (
+                self.needed > self.pool_max_clients or self.pool_size > self.available
+            )
         return self.needed > self.available
+
+    POOLED_REMEDY = (
+        "Raise the pooler's max_client_conn with DB_POOL_MAX_CLIENTS, or lower "
+        "DB_EXPECTED_REPLICAS; keep its pool (DB_POOL_SIZE) within max_connections"
+    )
 
     def describe(self) -> str:
         """Say what was counted and against what, naming the variables."""
         verdict = "over budget" if self.exceeded else "within budget"
+        if self.pooled:
+            return (
+                f"{self.role}: {self.per_container} pooler client connections per "
+                f"container ({self.formula}) x DB_EXPECTED_REPLICAS ({self.replicas}) "
+                f"= {self.needed}, of DB_POOL_MAX_CLIENTS ({self.pool_max_clients}); "
+                f"the pooler opens at most DB_POOL_SIZE ({self.pool_size}) PostgreSQL "
+                f"connections, and the server allows max_connections "
+                f"({self.server_max}) - DB_RESERVED_CONNECTIONS ({self.reserved}) = "
+                f"{self.available}: {verdict}"
+            )
         return (
             f"{self.role}: {self.per_container} PostgreSQL connections per container "
             f"({self.formula}) x DB_EXPECTED_REPLICAS ({self.replicas}) = "
@@ -97,6 +128,7 @@ def connection_budget_compute(
     with connection.cursor() as cursor:
         cursor.execute("SHOW max_connections")
         (server_max,) = cursor.fetchone()
+    pooled = env["DB_POOL_MODE"] == "transaction"
     return ConnectionBudget(
         role=role,
         per_container=per[0],
@@ -104,4 +136,6 @@ def connection_budget_compute(
         replicas=env["DB_EXPECTED_REPLICAS"],
         server_max=int(server_max),
         reserved=env["DB_RESERVED_CONNECTIONS"],
+        pool_size=env["DB_POOL_SIZE"] if pooled else None,
+        pool_max_clients=env["DB_POOL_MAX_CLIENTS"] if pooled else None,
     )

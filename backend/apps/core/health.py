@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 from django.http import HttpRequest, JsonResponse
 
 from apps.core.draining import drain_active
@@ -47,10 +47,12 @@ def liveness(request: HttpRequest) -> JsonResponse:
 def _check_database() -> None:
     try:
         connection = connections["default"]
-        with connection.cursor() as cursor:
+        # is_local: the timeout ends with this transaction, so a pooler never
+        # hands this probe's short timeout to another client's session.
+        with transaction.atomic(), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, false)",
+                    "SELECT set_config('statement_timeout', %s, true)",
                     [str(DB_CHECK_STATEMENT_TIMEOUT_MS)],
                 )
             cursor.execute("SELECT 1")

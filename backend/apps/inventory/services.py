@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -532,6 +532,26 @@ def _expire_batch(*, batch_size: int) -> int:
     return len(rows)
 
 
+def _stocks_by_product(batch: int = 1000) -> Iterator[Stock]:
+    """Every stock row, in product order, read a batch at a time.
+
+    Keyset pages instead of `.iterator()`: a server-side cursor does not survive a
+    transaction pooler, and a client-side one would hold every row at once.
+    """
+    last = None
+    while True:
+        page = Stock.objects.select_related("product").only(
+            "on_hand", "reserved", "product__sku"
+        )
+        if last is not None:
+            page = page.filter(product_id__gt=last)
+        rows = list(page.order_by("product_id")[:batch])
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1].pk
+
+
 def inventory_gate_reconcile() -> int:
     """Make every SKU's Redis counter equal the database's available; return repairs.
 
@@ -551,12 +571,7 @@ def inventory_gate_reconcile() -> int:
             logger.info("reconciliation already running elsewhere; skipped")
             return 0
         repairs = 0
-        stocks = (
-            Stock.objects.select_related("product")
-            .only("on_hand", "reserved", "product__sku")
-            .order_by("product_id")
-        )
-        for stock in stocks.iterator(chunk_size=1000):
+        for stock in _stocks_by_product():
             # The snapshot only picks candidates: it may be older than the counter.
             sku = stock.product.sku
             if gate.gate_read(sku=sku) == stock.available:

@@ -158,3 +158,39 @@ def test_start_reports_a_budget_within_limits(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "within budget" in result.stdout
     assert "exceeded" not in result.stdout
+
+
+def test_through_a_pooler_replicas_are_bounded_by_the_pool() -> None:
+    maximum = server_max_connections()
+    direct = over_budget_env(maximum)
+    replicas = direct["DB_EXPECTED_REPLICAS"]
+    pooled = {
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "64",
+        "DB_EXPECTED_REPLICAS": str(replicas),
+        "DB_RESERVED_CONNECTIONS": "0",
+        "DB_POOL_MODE": "transaction",
+        "DB_POOL_SIZE": "20",
+    }
+    # The same replicas that exceed max_connections directly fit through a pool
+    # of 20 server connections, while the pooler accepts their client connections.
+    assert connection_budget_compute(role="web", env=direct).exceeded is True
+    fits = connection_budget_compute(
+        role="web", env=env(**pooled, DB_POOL_MAX_CLIENTS=str(132 * replicas))
+    )
+    assert fits is not None
+    assert (fits.needed, fits.exceeded) == (132 * replicas, False)
+    assert "DB_POOL_SIZE (20) PostgreSQL connections" in fits.describe()
+
+    too_many_clients = env(**pooled, DB_POOL_MAX_CLIENTS=str(132 * replicas - 1))
+    pool_too_big = env(
+        **{**pooled, "DB_POOL_SIZE": str(maximum + 1)},
+        DB_POOL_MAX_CLIENTS=str(132 * replicas),
+    )
+    for over in (too_many_clients, pool_too_big):
+        assert connection_budget_compute(role="web", env=over).exceeded is True
+    with override_settings(ENV=too_many_clients):
+        found = checks.check_connection_budget(None, databases=["default"])
+    assert found[0].id == "core.W006"
+    assert f"of DB_POOL_MAX_CLIENTS ({132 * replicas - 1})" in found[0].msg
+    assert "DB_POOL_MAX_CLIENTS" in found[0].hint

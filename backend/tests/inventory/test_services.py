@@ -218,3 +218,12 @@ def test_redis_down_goes_to_the_database_path(make_product, user, settings) -> N
     assert stock_of(product) == (2, 2)
     assert metrics.gate_fallbacks._value.get() == fallbacks_before + 2
     assert metrics.gate_fallbacks._value.get() == fallbacks_before + 2
+
+
+def test_reconcile_pages_visit_every_stock_row_once_in_order(make_product) -> None:
+    # Keyset pages, not a server-side cursor (which a transaction pooler breaks):
+    # page boundaries must neither skip nor repeat a row.
+    product_ids = sorted(make_product(on_hand=n).pk for n in range(5))
+    for batch in (1, 2, 5, 6):
+        seen = [stock.pk for stock in services._stocks_by_product(batch=batch)]
+        assert seen == product_ids, batch

@@ -213,8 +213,8 @@ def test_arguments_after_the_role_run_instead(start_entrypoint) -> None:
 def test_three_concurrent_migrate_roles_apply_each_migration_once(
     start_entrypoint, empty_database
 ) -> None:
-    name, url = empty_database
-    processes = [start_entrypoint("migrate", DATABASE_URL=url) for _ in range(3)]
+    name, database = empty_database
+    processes = [start_entrypoint("migrate", **database) for _ in range(3)]
     codes = [p.process.wait(timeout=180) for p in processes]
     assert codes == [0, 0, 0], [p.lines for p in processes]
     applying = [

@@ -28,9 +28,9 @@ def test_migration_longer_than_the_statement_timeout_succeeds(
     production_env,
     empty_database,
 ) -> None:
-    _, url = empty_database
+    _, database = empty_database
     slow = {
-        "DATABASE_URL": url,
+        **database,
         "DJANGO_SETTINGS_MODULE": "tests.slow_migration_settings",
         "DB_STATEMENT_TIMEOUT_MS": "1000",
     }
@@ -55,15 +55,18 @@ def test_lock_wait_honours_migration_lock_timeout(
     production_env,
     empty_database,
 ) -> None:
-    _, url = empty_database
-    holder = psycopg2.connect(url)
+    _, database = empty_database
+    # A session lock, so past the pooler when there is one.
+    holder = psycopg2.connect(
+        database.get("DATABASE_DIRECT_URL", database["DATABASE_URL"])
+    )
     try:
         with holder.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
         env = with_venv_path(
             {
                 **production_env,
-                "DATABASE_URL": url,
+                **database,
                 "DB_STATEMENT_TIMEOUT_MS": "500",
                 "MIGRATION_LOCK_TIMEOUT": "3",
             }

@@ -30,20 +30,34 @@ def with_venv_path(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": f"{BIN_DIR}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
 
-def database_url_of_test_database() -> str:
-    """The URL of the database pytest-django made (for child processes)."""
+def _url(settings_dict: dict, name: str) -> str:
+    return (
+        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
+        f"{settings_dict['PORT']}/{name}"
+    )
+
+
+def database_env(name: str | None = None) -> dict[str, str]:
+    """The variables that reach database `name` (default: the one pytest-django
+    made) as the test process does: through the pooler when the run has one."""
+    from django.conf import settings
     from django.db import connections
 
     # pytest-django renamed the database to the test one in the connection settings.
-    db = connections["default"].settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    pooled = connections["default"].settings_dict
+    name = name or pooled["NAME"]
+    env = {"DATABASE_URL": _url(pooled, name)}
+    if settings.DB_POOLED:
+        env["DB_POOL_MODE"] = "transaction"
+        env["DATABASE_DIRECT_URL"] = _url(settings.DATABASE_DIRECT, name)
+    return env
 
 
 def production_environ() -> dict[str, str]:
     """A valid production environment pointing at the test database and Redis."""
     return clean_environ(
         **PRODUCTION_ENV,
-        DATABASE_URL=database_url_of_test_database(),
+        **database_env(),
         REDIS_URL=os.environ["REDIS_URL"],
         # Tests that want the worker's metrics port pick a free one.
         WORKER_METRICS_PORT="0",

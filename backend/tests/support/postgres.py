@@ -48,3 +48,43 @@ def blocked_backends() -> int:
     finally:
         watcher.close()
     return count
+
+
+def direct_server() -> tuple[str, int]:
+    """Host and port of PostgreSQL itself, past the pooler when the run has one."""
+    from django.conf import settings
+
+    direct = settings.DATABASE_DIRECT
+    return direct["HOST"], int(direct["PORT"])
+
+
+def direct_connection(dbname: str = "postgres"):
+    """An autocommit connection past the pooler (the run's DATABASE_DIRECT_URL)."""
+    from django.conf import settings
+
+    direct = settings.DATABASE_DIRECT
+    connection = psycopg2.connect(
+        host=direct["HOST"],
+        port=direct["PORT"],
+        user=direct["USER"],
+        password=direct["PASSWORD"],
+        dbname=dbname,
+    )
+    connection.autocommit = True
+    return connection
+
+
+def database_sessions_end(*, name: str) -> int:
+    """Terminate every server session on database `name`; return how many."""
+    connection = direct_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
+            (count,) = cursor.fetchone()
+    finally:
+        connection.close()
+    return count

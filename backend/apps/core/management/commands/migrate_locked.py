@@ -9,11 +9,25 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 # A fixed application-wide key: every release and replica contends for the same lock.
 MIGRATION_LOCK_KEY = 0x0B4C_E5D0
 # SQLSTATE of a lock wait cancelled by lock_timeout.
 LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _connect_directly(connection: BaseDatabaseWrapper) -> None:
+    """Point this process's default connection past the pooler, when there is one."""
+    direct = settings.DATABASE_DIRECT
+    if direct is None:
+        return
+    connection.close()
+    connection.settings_dict = {
+        **connection.settings_dict,
+        **direct,
+        "DISABLE_SERVER_SIDE_CURSORS": False,
+    }
 
 
 class Command(BaseCommand):
@@ -25,7 +39,9 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=1)
             return
         # A session-level lock needs a direct connection: behind PgBouncer in
-        # transaction mode it would be released as soon as the statement ends.
+        # transaction mode it would be released as soon as the statement ends. The
+        # migrations follow on the same session (DATABASE_DIRECT_URL).
+        _connect_directly(connection)
         timeout_ms = settings.MIGRATION_LOCK_TIMEOUT * 1000
         started = time.monotonic()
         with connection.cursor() as cursor:

@@ -126,11 +126,17 @@ class Command(BaseCommand):
         if budget is None:
             return
         if budget.exceeded:
+            remedy = (
+                budget.POOLED_REMEDY
+                if budget.pooled
+                else "Lower GUNICORN_WORKERS/GUNICORN_THREADS or "
+                "CELERY_WORKER_CONCURRENCY or DB_EXPECTED_REPLICAS, or raise "
+                "max_connections"
+            )
             logger.warning(
-                "PostgreSQL connection budget exceeded (check core.W006): %s. Lower "
-                "GUNICORN_WORKERS/GUNICORN_THREADS or CELERY_WORKER_CONCURRENCY or "
-                "DB_EXPECTED_REPLICAS, or raise max_connections.",
+                "PostgreSQL connection budget exceeded (check core.W006): %s. %s.",
                 budget.describe(),
+                remedy,
             )
         else:
             logger.info("PostgreSQL connection budget: %s", budget.describe())
