@@ -15,11 +15,13 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test lint format lock image image-test platform-test release-drill docs bench bench-profile
+.PHONY: help venv run test test-pgbouncer lint format lock image image-test platform-test release-drill docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
 	@echo "make test   - run the whole test suite (private PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)"
+	@echo "make test-pgbouncer - the inventory, core and process tests through PgBouncer"
+	@echo "                      (transaction pooling) in front of the private PostgreSQL"
 	@echo "make lint   - ruff check + ruff format --check"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make bench  - benchmarks beside baselines; writes bench/results.json"
@@ -53,6 +55,12 @@ run: venv
 # exec: make's SIGTERM reaches the launcher, which stops and removes its servers.
 test: venv
 	cd $(BACKEND) && exec $(BIN)/python -m tests.servers --ignore=tests/image --ignore=tests/platforms $(PYTEST_ARGS)
+
+# The same tests a pooled deployment depends on, with DATABASE_URL through PgBouncer in
+# transaction mode and DATABASE_DIRECT_URL straight to PostgreSQL (tests/servers.py).
+test-pgbouncer: venv
+	cd $(BACKEND) && TEST_DB_POOLER=pgbouncer exec $(BIN)/python -m tests.servers \
+		tests/inventory tests/core tests/processes $(PYTEST_ARGS)
 
 # --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
 # --layers=false: buildah 1.28 cannot bind-mount a stage taken from its layer cache

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import psycopg2
 import pytest
 from django.db import connections
 from prometheus_client import REGISTRY
 
 from apps.core.db.base import HEALTH_CHECK_IDLE_SECONDS
+from tests.support.postgres import client_connection_kill
 
 
 def executed() -> float:
@@ -39,25 +39,15 @@ def test_busy_connection_is_trusted_idle_one_is_checked() -> None:
 def test_idle_connection_killed_by_the_server_is_replaced() -> None:
     connection = connections["default"]
     connection.ensure_connection()
-    pid = connection.connection.get_backend_pid()
-    settings = connection.settings_dict
-    admin = psycopg2.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        dbname="postgres",
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    admin.close()
+    killed = connection.connection
+    client_connection_kill(connection)
 
     health_check(connection, idle_for=HEALTH_CHECK_IDLE_SECONDS)
     assert connection.connection is None  # closed, not handed to a request
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
-    assert connection.connection.get_backend_pid() != pid
+    assert connection.connection is not killed
 
 
 def test_a_query_counts_once_with_its_duration(db) -> None:

@@ -7,22 +7,22 @@ session gives up after its lock_timeout (a database error, not a refusal).
 from __future__ import annotations
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError
 
 from apps.inventory import gate, services
 from apps.inventory.models import Product, Stock, StockMovement
-from tests.support.postgres import raw_connection
+from tests.support.postgres import raw_connection, role_setting_apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def short_lock_timeout():
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '200ms'")
+    # A role setting, not a session SET: it reaches the service's session also
+    # through a transaction pooler (the PgBouncer lane).
+    role_setting_apply(name="lock_timeout", value="200ms")
     yield
-    with connection.cursor() as cursor:
-        cursor.execute("RESET lock_timeout")
+    role_setting_apply(name="lock_timeout", value=None)
 
 
 @pytest.mark.parametrize(

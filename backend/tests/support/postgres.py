@@ -88,3 +88,53 @@ def database_sessions_end(*, name: str) -> int:
     finally:
         connection.close()
     return count
+
+
+def role_setting_apply(*, name: str, value: str | None) -> None:
+    """Set (or, with None, reset) a setting of the test role in the test database,
+    and end every session, so that each session opened next starts with it.
+
+    Unlike a session `SET`, this reaches the code's own session also through a
+    transaction pooler, which hands each transaction to any server connection.
+    """
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, current_database()")
+        role, database = cursor.fetchone()
+        target = f"ALTER ROLE {quote(role)} IN DATABASE {quote(database)}"
+        if value is None:
+            cursor.execute(f"{target} RESET {name}")
+        else:
+            cursor.execute(f"{target} SET {name} = %s", [value])
+    connection.close()
+    database_sessions_end(name=database)
+
+
+def client_connection_kill(connection) -> None:
+    """End a Django connection from the other side, as a restart or a proxy would:
+    its PostgreSQL session, or, through PgBouncer, its client connection there."""
+    from django.conf import settings
+
+    name = connection.settings_dict["NAME"]
+    if not settings.DB_POOLED:
+        pid = connection.connection.get_backend_pid()
+        with direct_connection().cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return
+    console = psycopg2.connect(
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"],
+        user="postgres",
+        dbname="pgbouncer",
+    )
+    console.autocommit = True
+    try:
+        with console.cursor() as cursor:
+            # KILL drops the database's clients and servers, then holds new ones
+            # until RESUME.
+            cursor.execute(f"KILL {name}")
+            cursor.execute(f"RESUME {name}")
+    finally:
+        console.close()
