@@ -2,8 +2,9 @@
 
 Stable ids: core.E001 (placeholder secret), core.E002 (wildcard host), core.W003
 (short metrics token), core.W004 (SSL header trusted without a redirect), core.E005
-(SQLite in production), core.W006 (PostgreSQL connection budget exceeded; a database
-check: `check --deploy --database default`).
+(SQLite in production), core.W006 (PostgreSQL connection budget exceeded) and
+core.W012 (statement_timeout missing through the pooler) — these two are database
+checks: `check --deploy --database default`.
 """
 
 from __future__ import annotations
@@ -112,3 +113,32 @@ def check_connection_budget(
                 )
             )
     return warnings
+
+
+@register(Tags.database, deploy=True)
+def check_pooled_statement_timeout(
+    app_configs: Any, databases: Any = None, **kwargs: Any
+) -> list[Warning]:
+    # Through a transaction pooler the timeout is the role's setting, written by the
+    # migrate role; a session opened before that (or a role never migrated with
+    # DB_POOL_MODE=transaction) runs without it.
+    if not databases or "default" not in databases or not settings.DB_POOLED:
+        return []
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return []
+    from apps.core.db.pooling import statement_timeout_read
+
+    actual = statement_timeout_read(connection=connection)
+    expected = settings.DB_STATEMENT_TIMEOUT_MS
+    if actual == expected:
+        return []
+    return [
+        Warning(
+            f"statement_timeout through the pooler is {actual} ms, "
+            f"DB_STATEMENT_TIMEOUT_MS is {expected} ms.",
+            hint="Run the migrate role with DB_POOL_MODE=transaction (it sets the "
+            "role's statement_timeout), then RECONNECT on the pooler's console.",
+            id="core.W012",
+        )
+    ]

@@ -66,20 +66,31 @@ class Bouncer:
             "DB_STATEMENT_TIMEOUT_MS": str(STATEMENT_TIMEOUT_MS),
         }
 
-    def server_connections(self, database: str) -> int:
-        """Server connections the pooler holds to `database` (its admin console)."""
+    def console(self, command: str) -> list[dict]:
+        """Run one command on the pooler's admin console; return its rows."""
         console = psycopg2.connect(
             host="127.0.0.1", port=self.port, user="postgres", dbname="pgbouncer"
         )
         console.autocommit = True
         try:
             with console.cursor() as cursor:
-                cursor.execute("SHOW SERVERS")
+                cursor.execute(command)
+                if cursor.description is None:
+                    return []
                 columns = [c.name for c in cursor.description]
-                rows = [dict(zip(columns, row, strict=True)) for row in cursor]
+                return [dict(zip(columns, row, strict=True)) for row in cursor]
         finally:
             console.close()
-        return sum(1 for row in rows if row["database"] == database)
+
+    def reconnect(self, database: str) -> None:
+        """Recycle the server connections to `database` (the operator's RECONNECT)."""
+        self.console(f"RECONNECT {database}")
+
+    def server_connections(self, database: str) -> int:
+        """Server connections the pooler holds to `database` (its admin console)."""
+        return sum(
+            1 for row in self.console("SHOW SERVERS") if row["database"] == database
+        )
 
 
 @pytest.fixture
@@ -134,3 +145,29 @@ def test_readiness_probe_leaves_no_session_state_behind(
     # still has the role's timeout.
     output = run_pooled(PROBE_THEN_SHOW, env)
     assert f"after the probe {STATEMENT_TIMEOUT_MS}\n" in output, output
+
+
+def test_deploy_check_says_when_the_pooled_timeout_is_missing(
+    bouncer, production_env, empty_database
+) -> None:
+    name, _ = empty_database
+    env = with_venv_path({**production_env, **bouncer.env(name)})
+    check = ["manage.py", "check", "--deploy", "--database", "default"]
+    # Tables without the migrate role's setting (a plain migrate, DB_POOL_MODE unset).
+    plain = {**env, "DB_POOL_MODE": "none", "DATABASE_URL": env["DATABASE_DIRECT_URL"]}
+    assert run_python(["manage.py", "migrate"], env=plain, timeout=180).returncode == 0
+    before = run_python(check, env=env, timeout=120)
+    assert (
+        "(core.W012) statement_timeout through the pooler is 0 ms, "
+        f"DB_STATEMENT_TIMEOUT_MS is {STATEMENT_TIMEOUT_MS} ms." in before.stderr
+    ), before.stderr
+
+    assert (
+        run_python(["manage.py", "migrate_locked"], env=env, timeout=180).returncode
+        == 0
+    )
+    # The server session the check used predates the setting: recycle it, as the
+    # guide says (RECONNECT on the console).
+    bouncer.reconnect(name)
+    after = run_python(check, env=env, timeout=120)
+    assert "core.W012" not in after.stderr, after.stderr
