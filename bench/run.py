@@ -6,6 +6,8 @@
 4. Hot SKU: stock 1,000, 64 buyers attempting reservations of 1 for BENCH_HOT_SECONDS
    (15): with the Redis gate and with the database path alone.
 5. Cold start: entrypoint start to /health/ 200, dependencies up.
+6. Product detail through PgBouncer (transaction pooling, DB_POOL_MODE=transaction)
+   vs the same server connected directly: what the pooler's hop costs.
 
 Every figure is the median of BENCH_RUNS runs (default 3); a ratio is taken pair by
 pair inside each run, and the median of those per-run ratios is reported (not the
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,7 @@ BACKEND = ROOT / "backend"
 # The tests' helpers (free ports, waiting, process groups) and the app's own modules.
 sys.path.insert(0, str(BACKEND))
 
+from tests.servers import pgbouncer_binary, start_pgbouncer  # noqa: E402
 from tests.support.http import wait_http  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.processes import popen, stop_group  # noqa: E402
@@ -204,6 +208,50 @@ def pair(
         f"{result['baseline']['rps']:.0f} req/s, ratio {result['ratio']:.2f}"
     )
     return result
+
+
+def pooled_vs_direct(auth: dict[str, str]) -> dict:
+    """Product detail through PgBouncer (transaction mode) vs directly, one run."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        raise SystemExit("pgbouncer is missing: apt-get install pgbouncer")
+    directory = Path(tempfile.mkdtemp(prefix="bench-pgbouncer-"))
+    # A pool as large as the web container's threads: the hop is measured, not
+    # queueing for a server connection.
+    bouncer, port = start_pgbouncer(binary, directory, postgres_port=5432, pool_size=20)
+    pooled_env = {
+        "DB_POOL_MODE": "transaction",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/{DB_NAME}",
+        "DATABASE_DIRECT_URL": BASE_ENV["DATABASE_URL"],
+    }
+    servers: list[Server] = []
+    try:
+        # As a pooled deployment's migrate role does: the statement_timeout becomes
+        # the role's, so both servers run with it.
+        subprocess.run(
+            [str(BIN / "python"), "manage.py", "migrate_locked"],
+            cwd=BACKEND,
+            env=env(**pooled_env),
+            check=True,
+            capture_output=True,
+        )
+        pooled = Server(GUNICORN_WORKER_CLASS="gthread", **pooled_env)
+        servers.append(pooled)
+        direct = Server(GUNICORN_WORKER_CLASS="gthread")
+        servers.append(direct)
+        return pair(
+            "product, PgBouncer vs direct",
+            pooled,
+            direct,
+            f"/api/v1/products/{SKU}/",
+            auth,
+        )
+    finally:
+        for server in servers:
+            server.stop()
+        bouncer.terminate()
+        bouncer.wait(timeout=15)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def reset_hot_sku(gate: bool) -> None:
@@ -448,6 +496,8 @@ def main() -> int:
         finally:
             shipped.stop()
             plain.stop()
+    if selected("product_pgbouncer"):
+        results["product_pgbouncer"] = pooled_vs_direct(auth)
     if selected("hot_sku"):
         results["hot_sku"] = hot_sku()
     if selected("cold_start"):
@@ -475,6 +525,7 @@ def table(r: dict) -> str:
             "gunicorn_config",
             "bare view: shipped gunicorn config vs plain `-w 2 --threads 4`",
         ),
+        ("product_pgbouncer", "product detail req/s: through PgBouncer vs direct"),
     ):
         x = r[key]
         rows.append(
