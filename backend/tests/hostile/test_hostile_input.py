@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
@@ -245,3 +246,61 @@ def test_rate_limit_answers_429_per_user(client_for, make_user) -> None:
     assert other_user == 200
     assert throttled.json()["error"]["code"] == "throttled"
     assert 0 < int(throttled["Retry-After"]) <= 61
+
+
+LIMIT = 1048576  # MAX_REQUEST_BODY_BYTES's default
+UPLOAD_HEAD = (
+    "POST /api/v1/reservations/ HTTP/1.1\r\n"
+    "Host: localhost\r\n"
+    "Content-Type: application/json\r\n"
+    "X-Forwarded-Proto: https\r\n"
+)
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict]:
+    """Read one HTTP response (Content-Length framed) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed without an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_asgi_declared_oversize_is_413_before_the_body_is_sent(start_gunicorn) -> None:
+    server = start_gunicorn(GUNICORN_WORKER_CLASS="uvicorn")
+    port = int(server.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # 50 MB declared, not one byte sent: Django's ASGI handler would wait to
+        # spool it all first (no answer within the timeout).
+        sock.sendall((UPLOAD_HEAD + "Content-Length: 50000000\r\n\r\n").encode())
+        status, body = _answer(sock)
+    assert status == 413
+    assert body["error"]["code"] == "request_too_large"
+    server.wait_for_line(lambda line: "request body refused unread" in line)
+
+
+def test_asgi_streamed_oversize_is_413_with_at_most_the_limit_read(
+    start_gunicorn,
+) -> None:
+    server = start_gunicorn(GUNICORN_WORKER_CLASS="uvicorn")
+    port = int(server.base_url.rsplit(":", 1)[1])
+    piece = b"x" * 65536
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall((UPLOAD_HEAD + "Transfer-Encoding: chunked\r\n\r\n").encode())
+        # One chunk more than the limit holds, and no end: the refusal must come
+        # from counting, not from the body's end.
+        for _ in range(LIMIT // len(piece) + 1):
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        status, body = _answer(sock)
+    assert status == 413
+    assert body["error"]["code"] == "request_too_large"
+    line = server.wait_for_line(lambda line: "refused while streaming" in line)
+    passed = json.loads(line)["body_bytes_passed"]
+    # uvicorn hands the body on in pieces of its own reads: what reached Django
+    # stopped at the piece that would have crossed the limit.
+    assert LIMIT // 2 < passed <= LIMIT
