@@ -14,12 +14,12 @@ the limit: the application never receives more than the limit.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from apps.core.context import request_id_accept
+from apps.core.error_document import error_json
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +43,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _refuse(scope: Scope, send: Send) -> None:
     request_id = request_id_accept(_header(scope, b"x-request-id"))
-    # The project's error body (apps/core/exceptions.py), without importing Django.
-    body = json.dumps(
-        {
-            "error": {
-                "code": "request_too_large",
-                "message": "Request body too large.",
-                "details": {},
-            },
-            "request_id": request_id,
-        }
-    ).encode()
+    body = error_json(
+        code="request_too_large",
+        message="Request body too large.",
+        request_id=request_id,
+    )
     await send(
         {
             "type": "http.response.start",

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.context import request_id_get
+from apps.core.error_document import error_document
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,9 @@ class ServiceUnavailable(DomainError):
 
 def error_body(*, code: str, message: str, details: Any = None) -> dict[str, Any]:
     """Return the project's error body for the current request."""
-    return {
-        "error": {"code": code, "message": message, "details": details or {}},
-        "request_id": request_id_get(),
-    }
+    return error_document(
+        code=code, message=message, details=details, request_id=request_id_get()
+    )
 
 
 def _code_of(exc: drf_exceptions.APIException) -> str:

@@ -39,6 +39,47 @@ def _task_finished(
     celery_tasks.labels(task=name, outcome=(state or "unknown").lower()).inc()
 
 
+def _serve_with_token(port: int, *, registry: Any, token: str | None) -> None:
+    """Serve `registry` on `port` in a daemon thread, to METRICS_TOKEN holders only.
+
+    The same rule as web's /metrics: the port is reachable by anything on the
+    container's network, and the metrics name queues, tasks and failure counts.
+    """
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from prometheus_client import make_wsgi_app
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    from apps.core.error_document import error_json
+    from apps.core.metrics_auth import metrics_refusal
+
+    exposition = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        refusal = metrics_refusal(
+            token=token, authorization=environ.get("HTTP_AUTHORIZATION", "")
+        )
+        if refusal is None:
+            return exposition(environ, start_response)
+        body = error_json(code=refusal.code, message=refusal.message, request_id=None)
+        headers = [("Content-Type", "application/json")]
+        if refusal.status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="metrics"'))
+        phrase = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+        start_response(f"{refusal.status} {phrase[refusal.status]}", headers)
+        return [body]
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # every scrape would be a line in the worker's log
+
+    server = make_server(
+        "", port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 @signals.worker_init.connect
 def _serve_worker_metrics(**kwargs: Any) -> None:
     """Serve the pool processes' metrics from the worker's main process."""
@@ -47,7 +88,7 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
     port = settings.WORKER_METRICS_PORT
     if not port or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import CollectorRegistry, multiprocess
 
     from apps.core.queues import QueueCollector
 
@@ -55,7 +96,7 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
     multiprocess.MultiProcessCollector(registry)
     registry.register(QueueCollector(settings.CELERY_WORKER_QUEUES))
     try:
-        start_http_server(port, registry=registry)
+        _serve_with_token(port, registry=registry, token=settings.METRICS_TOKEN)
     except OSError as exc:
         # Metrics are not worth refusing work for; say so loudly.
         logger.error("worker metrics port %s unavailable: %s", port, exc)

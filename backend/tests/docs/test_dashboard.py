@@ -8,7 +8,12 @@ import pytest
 import requests
 
 from tests.support.net import free_port
-from tests.support.observability import dashboard_metric_names, sample_names
+from tests.support.observability import (
+    WORKER_METRICS_TOKEN,
+    dashboard_metric_names,
+    sample_names,
+    worker_metrics,
+)
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -48,24 +53,27 @@ def test_every_queried_metric_is_exported(
     queue = f"test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     worker = start_entrypoint(
-        "worker", WORKER_METRICS_PORT=str(port), CELERY_WORKER_QUEUES=queue
+        "worker",
+        WORKER_METRICS_PORT=str(port),
+        CELERY_WORKER_QUEUES=queue,
+        METRICS_TOKEN=WORKER_METRICS_TOKEN,
     )
     worker.wait_for_line(lambda line: "ready." in line, timeout=60)
     app.send_task("inventory.expire_reservations", queue=queue)
     app.send_task("inventory.reconcile_inventory_redis_db", queue=queue)
 
-    def worker_metrics() -> str:
-        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    def worker_scrape() -> str:
+        return worker_metrics(port)
 
     wait_until(
         lambda: (
             'celery_tasks_total{outcome="success",'
-            'task="inventory.reconcile_inventory_redis_db"}' in worker_metrics()
+            'task="inventory.reconcile_inventory_redis_db"}' in worker_scrape()
         ),
         30,
         "both tasks in the worker's metrics",
     )
-    exported = sample_names(web_metrics) | sample_names(worker_metrics())
+    exported = sample_names(web_metrics) | sample_names(worker_scrape())
     queried = dashboard_metric_names()
     assert len(queried) >= 12
     assert sorted(queried - exported) == []

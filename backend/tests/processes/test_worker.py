@@ -13,6 +13,7 @@ import pytest
 
 from apps.core.liveness import CANARY_TASK
 from tests.support.net import free_port
+from tests.support.observability import WORKER_METRICS_TOKEN, worker_metrics
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -228,16 +229,14 @@ def test_failed_task_is_recorded_logged_and_requeued_from_admin(
 def test_worker_metrics_count_task_outcomes(start_worker, send, redis_client) -> None:
     port = free_port()
     marker = uuid.uuid4().hex
-    start_worker(WORKER_METRICS_PORT=str(port))
+    start_worker(WORKER_METRICS_PORT=str(port), METRICS_TOKEN=WORKER_METRICS_TOKEN)
     send("tests.log_line", marker=marker)
     send("tests.always_fails", marker=marker)
     wait_until(lambda: redis_client.get(f"test:{marker}:attempts"), 30, "failure")
     wait_until(lambda: redis_client.get(f"test:{marker}:done"), 30, "success")
 
     def scrape() -> str:
-        import requests
-
-        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return worker_metrics(port)
 
     wanted = (
         'celery_tasks_total{outcome="success",task="tests.log_line"} 1.0',
@@ -254,7 +253,11 @@ def test_a_poison_task_ends_in_failed_tasks_after_bounded_deliveries(
 
     port = free_port()
     marker = uuid.uuid4().hex
-    worker = start_worker(WORKER_METRICS_PORT=str(port), CELERY_TASK_MAX_DELIVERIES="3")
+    worker = start_worker(
+        WORKER_METRICS_PORT=str(port),
+        METRICS_TOKEN=WORKER_METRICS_TOKEN,
+        CELERY_TASK_MAX_DELIVERIES="3",
+    )
     task_id = send("tests.kill_own_worker", marker=marker)
 
     def settled() -> bool:
@@ -275,12 +278,29 @@ def test_a_poison_task_ends_in_failed_tasks_after_bounded_deliveries(
     assert json.loads(line)["task_name"] == "tests.kill_own_worker"
 
     def scrape() -> str:
-        import requests
-
-        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return worker_metrics(port)
 
     wanted = 'celery_task_deliveries_exhausted_total{task="tests.kill_own_worker"} 1.0'
     wait_until(lambda: wanted in scrape(), 20, "the delivery-limit metric")
     # The worker goes on with other work.
     send("tests.log_line", marker=marker)
     wait_until(lambda: redis_client.get(f"test:{marker}:done"), 30, "next task")
+
+
+def test_worker_metrics_port_requires_the_metrics_token(start_worker) -> None:
+    import requests
+
+    port = free_port()
+    start_worker(WORKER_METRICS_PORT=str(port), METRICS_TOKEN=WORKER_METRICS_TOKEN)
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: worker_metrics(port), 20, "the metrics port")
+    anonymous = requests.get(url, timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert anonymous.json()["error"]["code"] == "not_authenticated"
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (
+        403,
+        "permission_denied",
+    )
+    assert "celery_queue_messages" in worker_metrics(port)

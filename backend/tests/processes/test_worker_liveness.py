@@ -12,10 +12,10 @@ import uuid
 from functools import partial
 
 import pytest
-import requests
 
 from tests.support.env import with_venv_path
 from tests.support.net import free_port
+from tests.support.observability import WORKER_METRICS_TOKEN, worker_metrics
 from tests.support.processes import WORKER_COMMAND, healthcheck, run_python
 from tests.support.redis import start_redis, stop_redis
 from tests.support.wait import wait_until
@@ -184,6 +184,7 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
         CELERY_WORKER_QUEUES=queue,
         CELERY_WORKER_CONCURRENCY="2",
         WORKER_METRICS_PORT=str(port),
+        METRICS_TOKEN=WORKER_METRICS_TOKEN,
         LOG_LEVEL="WARNING",
     )
 
@@ -194,7 +195,7 @@ def test_queue_metrics_of_a_backlog_of_10000_tasks(
     print(f"drained {total} tasks in {time.monotonic() - drain_started:.1f}s")
 
     def scrape() -> str:
-        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return worker_metrics(port)
 
     wanted = (
         f'celery_queue_messages{{queue="{queue}"}} 0.0',

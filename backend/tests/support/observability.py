@@ -30,3 +30,20 @@ def sample_names(exposition: str) -> set[str]:
         for line in exposition.splitlines()
         if line and not line.startswith("#")
     }
+
+
+# What the tests' workers are started with (METRICS_TOKEN) to read their metrics port.
+WORKER_METRICS_TOKEN = "worker-metrics-" + "t" * 24
+
+
+def worker_metrics(port: int, token: str = WORKER_METRICS_TOKEN) -> str:
+    """Scrape a worker's metrics port as Prometheus does, with the bearer token."""
+    import requests
+
+    response = requests.get(
+        f"http://127.0.0.1:{port}/metrics",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    response.raise_for_status()
+    return response.text
