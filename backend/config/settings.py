@@ -128,9 +128,15 @@ if ENV.database_url and ENV.database_url.startswith("sqlite"):
     }
     DATABASE_DIRECT: dict[str, Any] | None = None
 elif ENV.database_url:
-    DATABASES = {"default": _postgres_database(ENV.database_url, pooled=DB_POOLED)}
     # The migrate role's session (advisory lock, migrations) bypasses the pooler.
     DATABASE_DIRECT = _postgres_database(ENV.database_direct_url, pooled=False)
+    # The whole migrate role connects directly: a server session it opened through
+    # the pooler while waiting for the database would predate the statement_timeout
+    # it then sets on the role, and keep serving other clients without it.
+    if DB_POOLED and ENV["APP_ROLE"] != "migrate":
+        DATABASES = {"default": _postgres_database(ENV.database_url, pooled=True)}
+    else:
+        DATABASES = {"default": dict(DATABASE_DIRECT)}
 else:  # DEBUG with no database configured: the embedded default.
     DATABASES = {
         "default": {
