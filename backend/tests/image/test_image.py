@@ -354,3 +354,53 @@ def test_beat_role_ticks(
     assert_declared_healthcheck_live_then_stale(
         image_config, container, {**app_env, **role_env}, beat
     )
+
+
+def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
+    """The repository's .dockerignore, applied by the builder itself to a copy of
+    the tree with files an operator might leave in it."""
+    from tests.support.processes import ROOT
+
+    context = tmp_path / "context"
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        target = context / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_file():
+            target.write_bytes((ROOT / name).read_bytes())
+    planted = [
+        "backend/.env.local",
+        "backend/config/.env.production",
+        "backend/apps/core/dump.sqlite3",
+        "backend/apps/tls.key",
+        "backend/notes.txt",
+        "secrets.txt",
+    ]
+    for name in planted:
+        (context / name).write_text("do not ship\n")
+    probe = tmp_path / "Containerfile"
+    probe.write_text(
+        f"FROM {BASE_IMAGE}\nCOPY . /context/\nRUN find /context -type f | sort\n"
+    )
+    result = buildah(
+        "bud", "--layers=false", "--network", "host", "-f", str(probe), str(context)
+    )
+    assert result.returncode == 0, result.stderr
+    shipped = {
+        line.removeprefix("/context/")
+        for line in result.stdout.splitlines()
+        if line.startswith("/context/")
+    }
+    assert shipped, result.stdout
+    assert not set(planted) & shipped
+    allowed = ("backend/apps/", "backend/config/", "backend/scripts/")
+    extra = {
+        name
+        for name in shipped
+        if not name.startswith(allowed)
+        and name not in {"backend/manage.py", "backend/requirements/base.txt"}
+    }
+    assert extra == set()
+    assert {"backend/manage.py", "backend/scripts/entrypoint.sh"} <= shipped

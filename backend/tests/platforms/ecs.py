@@ -3,7 +3,8 @@
 It launches a task definition from deploy/ecs/ with the semantics ECS gives it:
 `environment`; `secrets` resolved from a local map (as the agent resolves Secrets
 Manager and SSM ARNs, failing the task when one cannot be resolved); `user`;
-`readonlyRootFilesystem`; `linuxParameters.initProcessEnabled`; `mountPoints` on task
+`readonlyRootFilesystem`; `linuxParameters.initProcessEnabled` and `capabilities`;
+`mountPoints` on task
 `volumes` as Fargate provides them: an empty root:root 0755 directory, unless the
 image declares a VOLUME at that path, in which case the image's content and mode are
 copied in (AWS "Bind mounts with Amazon ECS"); `healthCheck` (CMD / CMD-SHELL,
@@ -181,8 +182,13 @@ def _start_container(
         flags += ["--user", container["user"]]
     if container.get("readonlyRootFilesystem"):
         flags.append("--read-only")
-    if container.get("linuxParameters", {}).get("initProcessEnabled"):
+    linux = container.get("linuxParameters", {})
+    if linux.get("initProcessEnabled"):
         flags.append("--init")
+    for capability in linux.get("capabilities", {}).get("drop", []):
+        flags.append(f"--cap-drop={capability}")
+    for capability in linux.get("capabilities", {}).get("add", []):
+        flags.append(f"--cap-add={capability}")
     for variable in container.get("environment", []):
         flags += ["--env", f"{variable['name']}={variable['value']}"]
     for secret in container.get("secrets", []):
