@@ -202,11 +202,50 @@ def test_kubernetes_manifests_validate_strictly() -> None:
             "Service",
             "PodDisruptionBudget",
             "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "NetworkPolicy",
         ]
     )
     for path, doc in documents:
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
         assert path.name
+
+
+def test_kubernetes_network_policy_admits_only_the_ingress_and_prometheus() -> None:
+    policies = {
+        doc["metadata"]["name"]: doc["spec"]
+        for _, doc in _k8s_documents()
+        if doc["kind"] == "NetworkPolicy"
+    }
+    inventory = {"app.kubernetes.io/name": "inventory"}
+
+    def sources(rule: dict) -> set[str]:
+        return {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in rule["from"]
+        }
+
+    deny = policies["inventory-default-deny-ingress"]
+    assert deny["podSelector"]["matchLabels"] == inventory
+    assert deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    web = policies["inventory-web-from-ingress-and-prometheus"]
+    assert web["podSelector"]["matchLabels"] == {
+        **inventory,
+        "app.kubernetes.io/component": "web",
+    }
+    (rule,) = web["ingress"]
+    assert sources(rule) == {"ingress-nginx", "monitoring"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5000}]
+    worker = policies["inventory-worker-metrics-from-prometheus"]
+    (rule,) = worker["ingress"]
+    assert sources(rule) == {"monitoring"}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9808}]
+    # With the policy, only the ingress reaches web: trust forwarded headers from
+    # private addresses, never from anyone.
+    (config,) = [d for _, d in _k8s_documents() if d["kind"] == "ConfigMap"]
+    assert config["data"]["FORWARDED_ALLOW_IPS"] != "*"
 
 
 def _keda_documents() -> dict[str, dict]:
