@@ -43,5 +43,11 @@ app.conf.beat_schedule = {
         "schedule": 600.0,
         "options": {"expires": 600},
     },
+    # Cheap (one INFO, one GET): a failover is reconciled within seconds.
+    "gate-check-server": {
+        "task": "inventory.gate_check_server",
+        "schedule": 15.0,
+        "options": {"expires": 14},
+    },
     **queue_canaries(app.conf.worker_queues),
 }

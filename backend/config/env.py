@@ -136,6 +136,24 @@ def check_database_vendor(vendor: str) -> None:
         raise ConfigError("is SQLite")
 
 
+Sentinels = tuple[tuple[str, int], ...]
+
+
+def _check_sentinels(value: list[str]) -> None:
+    sentinels_parse(value)
+
+
+def sentinels_parse(entries: list[str]) -> Sentinels:
+    """Turn REDIS_SENTINELS' ["host:port", ...] into ((host, port), ...)."""
+    parsed = []
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"has {entry!r}, which is not host:port")
+        parsed.append((host.strip("[]"), int(port)))
+    return tuple(parsed)
+
+
 def _check_origins(value: list[str]) -> None:
     for origin in value:
         if origin == "*":
@@ -347,6 +365,24 @@ VARIABLES: tuple[Var, ...] = (
         "inventory gate. Without it: in-memory cache and eager Celery (development).",
         schemes=("redis", "rediss"),
         example="redis://redis:6379/0",
+    ),
+    Var(
+        "REDIS_SENTINELS",
+        "list",
+        "redis",
+        "Redis Sentinel addresses (host:port, comma-separated). Set, every Redis "
+        "client follows the master they name, also across a failover, and "
+        "REDIS_URL names that master by its Sentinel name instead of a host: "
+        "redis://:password@mymaster/0.",
+        default=[],
+        example="sentinel-1:26379,sentinel-2:26379,sentinel-3:26379",
+        check=lambda value: _check_sentinels(value),
+    ),
+    Var(
+        "REDIS_SENTINEL_PASSWORD",
+        "secret",
+        "redis",
+        "Password of the sentinels themselves (their requirepass), when they have one.",
     ),
     Var(
         "CELERY_BROKER_URL",
@@ -1007,6 +1043,14 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     else:
         problems.append(Problem("DATABASE_URL", "is missing", DATABASE_EXPECTED))
         values["_DATABASE_URL"] = None
+    if values.get("REDIS_SENTINELS") and not values.get("REDIS_URL"):
+        problems.append(
+            Problem(
+                "REDIS_SENTINELS",
+                "is set without REDIS_URL",
+                "REDIS_URL naming the master: redis://[:password@]<master-name>/<db>",
+            )
+        )
     # Session work (the migration lock) needs a connection the pooler cannot hand
     # to another client between statements.
     values["_DATABASE_DIRECT_URL"] = (

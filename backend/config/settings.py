@@ -13,7 +13,14 @@ from apps.core.probes import (
     READINESS_PATH,
     exact_path_patterns,
 )
-from config.env import load_or_exit
+from apps.core.redis_sentinel import (
+    SentinelTarget,
+    celery_broker,
+    django_redis_options,
+    redbeat_redis,
+    sentinel_target,
+)
+from config.env import load_or_exit, sentinels_parse
 
 ENV = load_or_exit()
 
@@ -151,6 +158,18 @@ else:  # DEBUG with no database configured: the embedded default.
 REDIS_URL: str | None = ENV["REDIS_URL"]
 REDIS_SOCKET_TIMEOUT: float = ENV["REDIS_SOCKET_TIMEOUT"]
 CACHE_ERROR_LOG_INTERVAL: int = ENV["CACHE_ERROR_LOG_INTERVAL"]
+# With REDIS_SENTINELS, every Redis client finds the master through the sentinels
+# (apps/core/redis_sentinel.py) and follows a failover without a restart.
+REDIS_SENTINEL: SentinelTarget | None = (
+    sentinel_target(
+        url=REDIS_URL,
+        sentinels=sentinels_parse(ENV["REDIS_SENTINELS"]),
+        sentinel_password=ENV["REDIS_SENTINEL_PASSWORD"],
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+    )
+    if REDIS_URL and ENV["REDIS_SENTINELS"]
+    else None
+)
 
 if REDIS_URL:
     CACHES = {
@@ -163,6 +182,7 @@ if REDIS_URL:
                 "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
                 "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+                **(django_redis_options(REDIS_SENTINEL) if REDIS_SENTINEL else {}),
             },
         }
     }
@@ -177,7 +197,12 @@ DJANGO_REDIS_LOGGER = "apps.core.cache"
 
 # --- Celery (read by config/celery.py with namespace CELERY) ---------------------
 
-CELERY_BROKER_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL or "memory://"
+_sentinel_broker = celery_broker(REDIS_SENTINEL) if REDIS_SENTINEL else None
+CELERY_BROKER_URL = (
+    ENV["CELERY_BROKER_URL"]
+    or (_sentinel_broker[0] if _sentinel_broker else REDIS_URL)
+    or "memory://"
+)
 # No result backend: tasks record their outcome in the database and nobody waits on
 # a result. Celery's Redis result backend also refuses a plain `rediss://` URL (it
 # demands `ssl_cert_reqs`, celery#8113), which would stop every worker on TLS Redis.
@@ -225,6 +250,8 @@ _celery_transport = {
     "socket_connect_timeout": ENV["CELERY_BROKER_TIMEOUT"],
     "retry_on_timeout": False,
 }
+if _sentinel_broker and not ENV["CELERY_BROKER_URL"]:
+    _celery_transport.update(_sentinel_broker[1])
 CELERY_BROKER_TRANSPORT_OPTIONS = dict(_celery_transport)
 CELERY_REDIS_SOCKET_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
@@ -242,6 +269,10 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 # One beat schedules at a time: RedBeat holds a lock in Redis.
 CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatRedBeatScheduler"
 CELERY_REDBEAT_REDIS_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL
+if REDIS_SENTINEL and not ENV["CELERY_BROKER_URL"]:
+    CELERY_REDBEAT_REDIS_URL, CELERY_REDBEAT_REDIS_OPTIONS = redbeat_redis(
+        REDIS_SENTINEL
+    )
 CELERY_BEAT_MAX_LOOP_INTERVAL = ENV["CELERY_BEAT_MAX_LOOP_INTERVAL"]
 CELERY_REDBEAT_LOCK_TIMEOUT = ENV["CELERY_BEAT_MAX_LOOP_INTERVAL"] * 5
 CELERY_REDBEAT_KEY_PREFIX = "backend:redbeat:"

@@ -20,7 +20,9 @@ logger = logging.getLogger("tests.worker_tasks")
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    from apps.core.redis_sentinel import redis_client
+
+    return redis_client(settings.REDIS_URL, target=settings.REDIS_SENTINEL)
 
 
 @shared_task(name="tests.sleep_then_record")

@@ -158,13 +158,14 @@ def _ensure_listener() -> None:
 
 
 def _listen(url: str, connect_timeout: float) -> None:
-    import redis
+    from apps.core.redis_sentinel import redis_client
 
     subscribed_before = False
     while True:
         try:
-            client = redis.Redis.from_url(
+            client = redis_client(
                 url,
+                target=settings.REDIS_SENTINEL,
                 socket_connect_timeout=connect_timeout,
                 socket_keepalive=True,
                 # A silently dropped connection is found by a PING this often.

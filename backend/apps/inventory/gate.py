@@ -32,6 +32,11 @@ BREAKER_SECONDS = 5.0
 RECONCILE_LOCK_KEY = "inventory:reconcile:lock"
 RECONCILE_LOCK_SECONDS = 600
 
+# The Redis server (its run_id) the counters were last reconciled against. Another
+# server means a failover to a replica, which may have missed the last writes, or a
+# restart that lost them: reconcile now, not at the next scheduled run.
+SERVER_MARK_KEY = "inventory:gate:server"
+
 # Returns {1, remaining} when taken, {0, current} when too few, {-1, 0} when missing.
 _TAKE = """
 local current = redis.call('GET', KEYS[1])
@@ -238,3 +243,22 @@ def gate_reconcile_lock() -> Iterator[bool]:
 
 def gate_record_fallback() -> None:
     metrics.gate_fallbacks.inc()
+
+
+def gate_server_changed() -> tuple[bool, str]:
+    """Is the Redis serving the gate another than the one last reconciled against?
+
+    Return the answer and the server's run_id (which is new after a restart too).
+    """
+
+    def read(redis: Any) -> tuple[bool, str]:
+        run_id = str(redis.info("server")["run_id"])
+        marked = redis.get(SERVER_MARK_KEY)
+        return (marked is None or marked.decode() != run_id), run_id
+
+    return _redis(read)
+
+
+def gate_server_mark(*, run_id: str) -> None:
+    """Record that the counters agree with the database on server `run_id`."""
+    _redis(lambda redis: redis.set(SERVER_MARK_KEY, run_id))

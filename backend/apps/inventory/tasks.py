@@ -6,7 +6,11 @@ import logging
 
 from celery import shared_task
 
-from apps.inventory.services import inventory_gate_reconcile, reservations_expire
+from apps.inventory.services import (
+    inventory_gate_check_server,
+    inventory_gate_reconcile,
+    reservations_expire,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -24,3 +28,9 @@ def expire_reservations() -> int:
 def reconcile_inventory_redis_db() -> int:
     """Make every SKU's Redis counter equal the database's available; return repairs."""
     return inventory_gate_reconcile()
+
+
+@shared_task(name="inventory.gate_check_server", ignore_result=True)
+def gate_check_server() -> int:
+    """Reconcile now if Redis is another server than last time (failover, restart)."""
+    return inventory_gate_check_server()

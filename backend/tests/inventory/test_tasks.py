@@ -11,7 +11,11 @@ from django.utils import timezone
 from apps.inventory import gate, metrics, services
 from apps.inventory.gate import RECONCILE_LOCK_KEY
 from apps.inventory.models import Reservation, Stock
-from apps.inventory.tasks import expire_reservations, reconcile_inventory_redis_db
+from apps.inventory.tasks import (
+    expire_reservations,
+    gate_check_server,
+    reconcile_inventory_redis_db,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,3 +77,23 @@ def test_expire_task_releases_expired_reservations(make_product, user) -> None:
     stock = Stock.objects.get(product=product)
     assert (stock.on_hand, stock.reserved) == (8, 2)
     assert gate.gate_read(sku=product.sku) == 6
+
+
+def test_another_redis_server_is_reconciled_at_once(make_product) -> None:
+    product = make_product(on_hand=7)
+    client = gate._client()
+    key = gate.gate_key(product.sku)
+    run_id = client.info("server")["run_id"]
+    # As after a failover: the promoted replica's counter and mark are the old
+    # primary's (the counter missed the last writes).
+    client.set(key, 100)
+    client.set(gate.SERVER_MARK_KEY, "run-id-of-the-old-primary")
+    assert gate_check_server() == 1
+    assert gate.gate_read(sku=product.sku) == 7
+    assert client.get(gate.SERVER_MARK_KEY).decode() == run_id
+
+    # The same server as last time: nothing to do, whatever the counters say
+    # (the scheduled reconciliation repairs drift).
+    client.set(key, 100)
+    assert gate_check_server() == 0
+    assert gate.gate_read(sku=product.sku) == 100

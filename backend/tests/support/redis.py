@@ -30,3 +30,105 @@ def stop_redis(process: subprocess.Popen) -> None:
 def redis_client(url: str) -> redis.Redis:
     """A client that decodes answers to str."""
     return redis.Redis.from_url(url, decode_responses=True)
+
+
+MASTER_NAME = "mymaster"
+
+
+class SentinelSet:
+    """A Redis primary, one replica and three sentinels watching them, on 127.0.0.1.
+
+    Failover is quick, as a drill wants: a master unanswered for 1 s is down, and
+    two sentinels agree.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from tests.support.net import free_port
+
+        self.directory = directory
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.ports = {"primary": free_port(), "replica": free_port()}
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self._start_redis("primary")
+        self._start_redis(
+            "replica", "--replicaof", "127.0.0.1", str(self.ports["primary"])
+        )
+        wait_until(self._replica_in_sync, 20, "the replica to sync", interval=0.1)
+        for index, port in enumerate(self.sentinel_ports):
+            config = directory / f"sentinel-{index}.conf"
+            # Sentinels rewrite their configuration file: each has its own.
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.ports['primary']} 2\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+                f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            )
+            self.processes[f"sentinel-{index}"] = subprocess.Popen(
+                ["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL
+            )
+        for port in self.sentinel_ports:
+            wait_until(lambda p=port: redis_ready(p), 10, "a sentinel", interval=0.05)
+        wait_until(
+            lambda: all(self._sees_replica(p) for p in self.sentinel_ports),
+            20,
+            "every sentinel to know the replica",
+            interval=0.1,
+        )
+
+    def _start_redis(self, name: str, *extra: str) -> None:
+        data = self.directory / name
+        data.mkdir()
+        argv = redis_server_argv(
+            binary="redis-server", port=self.ports[name], directory=data
+        )
+        self.processes[name] = subprocess.Popen(
+            [*argv, *extra], stdout=subprocess.DEVNULL
+        )
+        wait_until(lambda: redis_ready(self.ports[name]), 10, name, interval=0.05)
+
+    def _replica_in_sync(self) -> bool:
+        info = redis.Redis(port=self.ports["replica"]).info("replication")
+        return info.get("master_link_status") == "up"
+
+    def _sees_replica(self, port: int) -> bool:
+        replicas = redis.Redis(port=port).sentinel_slaves(MASTER_NAME)
+        return any(r.get("port") == self.ports["replica"] for r in replicas)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """REDIS_URL and REDIS_SENTINELS of a deployment on this set."""
+        return {
+            "REDIS_URL": f"redis://{MASTER_NAME}/0",
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
+        }
+
+    def master_port(self) -> int:
+        """The master's port, as the first sentinel that answers says."""
+        for port in self.sentinel_ports:
+            try:
+                _, master = redis.Redis(port=port).sentinel_get_master_addr_by_name(
+                    MASTER_NAME
+                )
+                return int(master)
+            except redis.RedisError:
+                continue
+        raise AssertionError("no sentinel answers")
+
+    def client(self) -> redis.Redis:
+        """A decoding client of the current master, found through the sentinels."""
+        from redis.sentinel import Sentinel
+
+        sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports])
+        return sentinel.master_for(MASTER_NAME, decode_responses=True, socket_timeout=2)
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+        self.processes[name].wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(timeout=10)

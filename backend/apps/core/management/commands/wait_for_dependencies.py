@@ -31,10 +31,11 @@ def _database_ok() -> None:
 
 
 def _redis_ok() -> None:
-    import redis
+    from apps.core.redis_sentinel import redis_client
 
-    client = redis.Redis.from_url(
+    client = redis_client(
         settings.REDIS_URL,
+        target=settings.REDIS_SENTINEL,
         socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
         socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
     )
