@@ -417,6 +417,34 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
     ),
     Var(
+        "LOGIN_FAILURE_LIMIT",
+        "int",
+        "http",
+        "Failed password logins (the admin) allowed per account within "
+        "LOGIN_LOCKOUT_SECONDS of the first; then the account is refused, right "
+        "password included, until that window ends (the admin answers 429).",
+        default=5,
+        minimum=1,
+    ),
+    Var(
+        "LOGIN_FAILURE_LIMIT_PER_IP",
+        "int",
+        "http",
+        "Failed password logins allowed per client IP, over all accounts, within "
+        "LOGIN_LOCKOUT_SECONDS of the first; then that address is refused.",
+        default=20,
+        minimum=1,
+    ),
+    Var(
+        "LOGIN_LOCKOUT_SECONDS",
+        "int",
+        "http",
+        "Window of the failed-login counters, from the first failure: how long a "
+        "locked-out account or address waits at most.",
+        default=900,
+        minimum=1,
+    ),
+    Var(
         "AUTH_TOKEN_CACHE_SECONDS",
         "float",
         "http",

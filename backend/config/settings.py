@@ -264,6 +264,20 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
+# Password logins (the admin) are braked per account and per client IP.
+AUTHENTICATION_BACKENDS = ["apps.core.auth_backends.BrakedModelBackend"]
+LOGIN_FAILURE_LIMIT: int = ENV["LOGIN_FAILURE_LIMIT"]
+LOGIN_FAILURE_LIMIT_PER_IP: int = ENV["LOGIN_FAILURE_LIMIT_PER_IP"]
+LOGIN_LOCKOUT_SECONDS: int = ENV["LOGIN_LOCKOUT_SECONDS"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
 RESERVATION_MAX_UNITS_PER_OWNER: int = ENV["RESERVATION_MAX_UNITS_PER_OWNER"]
 AUTH_TOKEN_CACHE_SECONDS: float = ENV["AUTH_TOKEN_CACHE_SECONDS"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]

@@ -7,12 +7,12 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework import exceptions, throttling
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
+from apps.core.brakes import failure_count_add
 from apps.core.client_ip import client_ip
 from apps.core.rate_windows import window_counters
 from apps.core.tokens import token_cache_lookup, token_cache_store
@@ -38,7 +38,9 @@ class ThrottledTokenAuthentication(TokenAuthentication):
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
             ip = client_ip(request._request)
-            failures = _count_failure(f"auth-failures:{ip}")
+            failures = failure_count_add(
+                key=f"auth-failures:{ip}", seconds=AUTH_FAILURE_WINDOW_SECONDS
+            )
             # With Redis down the count is unknown: a 401, never a lockout.
             if failures is not None and failures > settings.AUTH_FAILURE_LIMIT:
                 if failures == settings.AUTH_FAILURE_LIMIT + 1:
@@ -53,20 +55,6 @@ class ThrottledTokenAuthentication(TokenAuthentication):
         user, token = super().authenticate_credentials(key)
         token_cache_store(key=key, user=user, token=token)
         return user, token
-
-
-def _count_failure(key: str) -> int | None:
-    """Count one failure in the current window; return the count (None: unknown)."""
-    added = cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
-    if added:
-        return 1
-    if added is None:  # the cache swallowed an error
-        return None
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
-        return 1
 
 
 class SafeJSONParser(JSONParser):
