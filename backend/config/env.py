@@ -796,6 +796,16 @@ VARIABLES: tuple[Var, ...] = (
         default=1000,
         minimum=1,
     ),
+    Var(
+        "RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR",
+        "int",
+        "inventory",
+        "Units one account may reserve within any hour, whatever became of the "
+        "reservations (confirmed, cancelled, expired); above it is 409 "
+        "reservation_rate_exceeded.",
+        default=3000,
+        minimum=1,
+    ),
 )
 
 REGISTRY: dict[str, Var] = {var.name: var for var in VARIABLES}

@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.core.exceptions import (
+    ConfirmNotAllowed,
     IdempotencyKeyReused,
     InsufficientStock,
     ProductExists,
@@ -30,10 +31,13 @@ from apps.core.exceptions import (
     ReservationLimitExceeded,
     ReservationNotActive,
     ReservationNotFound,
+    ReservationRateExceeded,
 )
 from apps.inventory import gate, metrics
 from apps.inventory.models import (
     RESERVATION_DEFAULT_TTL_SECONDS,
+    RESERVATION_MAX_TTL_SECONDS,
+    RESERVATION_OWNER_WINDOW_SECONDS,
     Product,
     Reservation,
     Stock,
@@ -248,21 +252,36 @@ def _lock_owner(*, owner: AbstractBaseUser) -> datetime:
 
 
 def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
-    """Refuse a reservation that takes the owner above their limit of held units.
+    """Refuse a reservation that takes the owner above their limit of held units,
+    or above the units they may reserve per hour.
 
-    Runs inside the reservation's transaction, after `_lock_owner`, so two
-    concurrent requests of one owner cannot both pass the sum.
+    The hourly limit counts every reservation made in the last hour, whatever
+    became of it: without it, reserve -> let expire (or cancel) -> reserve again
+    holds a product for good. Runs inside the reservation's transaction, after
+    `_lock_owner`, so two concurrent requests of one owner cannot both pass.
+    One query over the owner's recent rows (index reservation_owner_recent): an
+    active reservation is never older than the longest TTL.
     """
     limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
-    held = (
-        Reservation.objects.filter(
-            owner=owner, status=Reservation.Status.ACTIVE, expires_at__gt=Now()
-        ).aggregate(units=Sum("quantity"))["units"]
-        or 0
+    hourly = settings.RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR
+    since = Now() - timedelta(
+        seconds=max(RESERVATION_OWNER_WINDOW_SECONDS, RESERVATION_MAX_TTL_SECONDS)
     )
+    window_start = Now() - timedelta(seconds=RESERVATION_OWNER_WINDOW_SECONDS)
+    units = Reservation.objects.filter(owner=owner, created_at__gte=since).aggregate(
+        held=Sum(
+            "quantity",
+            filter=Q(status=Reservation.Status.ACTIVE, expires_at__gt=Now()),
+        ),
+        recent=Sum("quantity", filter=Q(created_at__gte=window_start)),
+    )
+    held, recent = units["held"] or 0, units["recent"] or 0
     if held + quantity > limit:
         metrics.reservations.labels(result="owner_limit").inc()
         raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
+    if recent + quantity > hourly:
+        metrics.reservations.labels(result="owner_rate").inc()
+        raise ReservationRateExceeded(limit=hourly, reserved=recent, requested=quantity)
 
 
 def _reservation_record(
@@ -415,11 +434,34 @@ def _locked_own(*, reservation_id: Any, actor: AbstractBaseUser) -> Reservation:
     return locked[0]
 
 
+def _locked_any(*, reservation_id: Any) -> Reservation:
+    try:
+        locked = _lock_reservations([reservation_id])
+    except ValidationError:  # not a UUID
+        locked = []
+    if not locked:
+        raise ReservationNotFound(id=str(reservation_id))
+    return locked[0]
+
+
+def reservation_confirm_allowed(*, actor: AbstractBaseUser) -> bool:
+    """Whether `actor` may sell: staff, or an account holding
+    inventory.confirm_reservation (the storefront's backend, after payment)."""
+    return bool(actor.is_staff or actor.has_perm("inventory.confirm_reservation"))
+
+
 def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Reservation:
-    """Turn an active reservation into a sale: units leave reserved and on_hand."""
+    """Turn an active reservation into a sale: units leave reserved and on_hand.
+
+    Only a confirmer (reservation_confirm_allowed) may, for any owner's
+    reservation: an owner confirming their own could take every unit of a product,
+    one reservation after another.
+    """
+    if not reservation_confirm_allowed(actor=actor):
+        raise ConfirmNotAllowed()
     expired = False
     with transaction.atomic():
-        reservation = _locked_own(reservation_id=reservation_id, actor=actor)
+        reservation = _locked_any(reservation_id=reservation_id)
         if reservation.status == Reservation.Status.EXPIRED:
             raise ReservationExpired(expires_at=reservation.expires_at.isoformat())
         if reservation.status != Reservation.Status.ACTIVE:
