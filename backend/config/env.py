@@ -821,12 +821,32 @@ def parse_bool(raw: str) -> bool:
     raise ConfigError(f"{raw!r} is not a boolean")
 
 
+# A URL's user name and password must percent-encode these; unencoded, they end the
+# authority early and the rest of the password is read as port, path or fragment.
+URL_ENCODING_HINT = (
+    "percent-encode '#', '/', '?', '@' and ':' in the user name and password "
+    "(%23, %2F, %3F, %40, %3A)"
+)
+
+
 def _parse_url(var: Var, raw: str) -> str:
+    """Validate a URL. No message quotes any part of it: a password holding '#',
+    '/' or '?' is cut there, and its pieces land in the port, path or fragment."""
     try:
         parts = urlsplit(raw)
         port = parts.port  # raises ValueError on a non-numeric port
-    except ValueError as exc:
-        raise ConfigError(f"is not a valid URL ({exc})") from None
+    except ValueError:
+        # The exception's text quotes the "port": often a piece of the password.
+        raise ConfigError(
+            f"is not a valid URL (its host or port does not parse; {URL_ENCODING_HINT})"
+        ) from None
+    authority_end = len(parts.scheme) + 3 + len(parts.netloc)
+    if raw[: len(parts.scheme) + 3].endswith("://") and "@" in raw[authority_end:]:
+        # An '@' past the host: the user name or password holds an unencoded
+        # '/', '?' or '#' and the URL parsed with the wrong host.
+        raise ConfigError(
+            f"is not a valid URL ('@' after the host; {URL_ENCODING_HINT})"
+        )
     if parts.scheme not in var.schemes:
         raise ConfigError(
             f"has scheme {parts.scheme or '(none)'!r}, expected "
