@@ -49,6 +49,7 @@ MIDDLEWARE = [
     # load balancers probe with the task's private IP over plain HTTP.
     "apps.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.ResponseHeadersMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
