@@ -69,6 +69,17 @@ def product_create(*, sku: str, name: str, actor: AbstractBaseUser | None) -> Pr
     return product_get(sku=sku, include_inactive=True)
 
 
+def product_update(*, product: Product, actor: AbstractBaseUser | None) -> Product:
+    """Save an edited product (name, active); an inactive one loses its gate counter
+    after the commit, so that it answers like an unknown SKU everywhere."""
+    with transaction.atomic():
+        product.save()
+        if not product.active:
+            sku = product.sku
+            transaction.on_commit(lambda: gate.gate_forget(skus=[sku]))
+    return product
+
+
 def stock_restock(
     *, sku: str, quantity: int, actor: AbstractBaseUser | None
 ) -> Product:
@@ -592,9 +603,10 @@ def inventory_gate_reconcile() -> int:
         if not held:
             logger.info("reconciliation already running elsewhere; skipped")
             return 0
-        repairs = 0
+        repairs = _gate_forget_inactive()
         stocks = (
-            Stock.objects.select_related("product")
+            Stock.objects.filter(product__active=True)
+            .select_related("product")
             .only("on_hand", "reserved", "product__sku")
             .order_by("product_id")
         )
@@ -622,3 +634,26 @@ def inventory_gate_reconcile() -> int:
                 )
     logger.info("reconciliation finished", extra={"repairs": repairs})
     return repairs
+
+
+def _gate_forget_inactive(*, batch_size: int = 500) -> int:
+    """Remove the counters of inactive products; return how many there were.
+
+    A product deactivated outside the admin (SQL, `QuerySet.update`), or whose
+    removal raced a warm-up, keeps a counter until here.
+    """
+    removed = 0
+    batch: list[str] = []
+    inactive = Product.objects.filter(active=False).order_by("pk")
+    for sku in inactive.values_list("sku", flat=True).iterator(chunk_size=1000):
+        batch.append(sku)
+        if len(batch) == batch_size:
+            removed += gate.gate_forget(skus=batch)
+            batch = []
+    removed += gate.gate_forget(skus=batch)
+    if removed:
+        metrics.reconcile_repairs.inc(removed)
+        logger.warning(
+            "removed inventory counters of inactive products", extra={"count": removed}
+        )
+    return removed
