@@ -51,7 +51,8 @@ def login_refused(*, request: HttpRequest | None, username: str) -> bool:
     """Whether the account or the client IP used up its failed logins (the right
     password is refused too until the window ends)."""
     keys = _login_keys(request=request, username=username)
-    counts = cache.get_many(list(keys))  # one round trip; {} when Redis is down
+    # One round trip; django-redis answers None when Redis is down (nothing refused).
+    counts = cache.get_many(list(keys)) or {}
     return any(counts.get(key, 0) >= limit for key, limit in keys.items())
 
 

@@ -640,17 +640,21 @@ def _gate_forget_inactive(*, batch_size: int = 500) -> int:
     """Remove the counters of inactive products; return how many there were.
 
     A product deactivated outside the admin (SQL, `QuerySet.update`), or whose
-    removal raced a warm-up, keeps a counter until here.
+    removal raced a warm-up, keeps a counter until here. Keyset pages, not
+    `.iterator()`: a server-side cursor does not survive a transaction pooler.
     """
     removed = 0
-    batch: list[str] = []
-    inactive = Product.objects.filter(active=False).order_by("pk")
-    for sku in inactive.values_list("sku", flat=True).iterator(chunk_size=1000):
-        batch.append(sku)
-        if len(batch) == batch_size:
-            removed += gate.gate_forget(skus=batch)
-            batch = []
-    removed += gate.gate_forget(skus=batch)
+    last_pk = 0
+    while True:
+        page = list(
+            Product.objects.filter(active=False, pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", "sku")[:batch_size]
+        )
+        if not page:
+            break
+        last_pk = page[-1][0]
+        removed += gate.gate_forget(skus=[sku for _, sku in page])
     if removed:
         metrics.reconcile_repairs.inc(removed)
         logger.warning(

@@ -10,6 +10,8 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 
+from tests.support.net import free_port
+
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "a long and uncommon admin passphrase 7"
@@ -115,3 +117,19 @@ def _brake_keys() -> list[str]:
         key.decode().split(":", 2)[2]
         for key in redis.keys(cache.make_key("login-failures:*"))
     )
+
+
+def test_redis_down_locks_nobody_out() -> None:
+    """With the counters unknown (Redis down) nothing is refused: a cache outage
+    must not lock the administrators out."""
+    _admin("root")
+    dead = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        }
+    }
+    with override_settings(CACHES=dead, LOGIN_FAILURE_LIMIT=1):
+        assert [_login("root", "guess") for _ in range(3)] == [(200, False)] * 3
+        assert _login("root", PASSWORD) == (302, True)
