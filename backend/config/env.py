@@ -495,6 +495,34 @@ VARIABLES: tuple[Var, ...] = (
         minimum=1,
     ),
     Var(
+        "LOGIN_FAILURE_LIMIT",
+        "int",
+        "http",
+        "Failed password logins (the admin) allowed per account within "
+        "LOGIN_LOCKOUT_SECONDS of the first; then the account is refused, right "
+        "password included, until that window ends (the admin answers 429).",
+        default=5,
+        minimum=1,
+    ),
+    Var(
+        "LOGIN_FAILURE_LIMIT_PER_IP",
+        "int",
+        "http",
+        "Failed password logins allowed per client IP, over all accounts, within "
+        "LOGIN_LOCKOUT_SECONDS of the first; then that address is refused.",
+        default=20,
+        minimum=1,
+    ),
+    Var(
+        "LOGIN_LOCKOUT_SECONDS",
+        "int",
+        "http",
+        "Window of the failed-login counters, from the first failure: how long a "
+        "locked-out account or address waits at most.",
+        default=900,
+        minimum=1,
+    ),
+    Var(
         "AUTH_TOKEN_CACHE_SECONDS",
         "float",
         "http",
@@ -846,6 +874,16 @@ VARIABLES: tuple[Var, ...] = (
         default=1000,
         minimum=1,
     ),
+    Var(
+        "RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR",
+        "int",
+        "inventory",
+        "Units one account may reserve within any hour, whatever became of the "
+        "reservations (confirmed, cancelled, expired); above it is 409 "
+        "reservation_rate_exceeded.",
+        default=3000,
+        minimum=1,
+    ),
 )
 
 REGISTRY: dict[str, Var] = {var.name: var for var in VARIABLES}
@@ -861,12 +899,32 @@ def parse_bool(raw: str) -> bool:
     raise ConfigError(f"{raw!r} is not a boolean")
 
 
+# A URL's user name and password must percent-encode these; unencoded, they end the
+# authority early and the rest of the password is read as port, path or fragment.
+URL_ENCODING_HINT = (
+    "percent-encode '#', '/', '?', '@' and ':' in the user name and password "
+    "(%23, %2F, %3F, %40, %3A)"
+)
+
+
 def _parse_url(var: Var, raw: str) -> str:
+    """Validate a URL. No message quotes any part of it: a password holding '#',
+    '/' or '?' is cut there, and its pieces land in the port, path or fragment."""
     try:
         parts = urlsplit(raw)
         port = parts.port  # raises ValueError on a non-numeric port
-    except ValueError as exc:
-        raise ConfigError(f"is not a valid URL ({exc})") from None
+    except ValueError:
+        # The exception's text quotes the "port": often a piece of the password.
+        raise ConfigError(
+            f"is not a valid URL (its host or port does not parse; {URL_ENCODING_HINT})"
+        ) from None
+    authority_end = len(parts.scheme) + 3 + len(parts.netloc)
+    if raw[: len(parts.scheme) + 3].endswith("://") and "@" in raw[authority_end:]:
+        # An '@' past the host: the user name or password holds an unencoded
+        # '/', '?' or '#' and the URL parsed with the wrong host.
+        raise ConfigError(
+            f"is not a valid URL ('@' after the host; {URL_ENCODING_HINT})"
+        )
     if parts.scheme not in var.schemes:
         raise ConfigError(
             f"has scheme {parts.scheme or '(none)'!r}, expected "

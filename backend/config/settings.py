@@ -57,6 +57,7 @@ MIDDLEWARE = [
     # load balancers probe with the task's private IP over plain HTTP.
     "apps.core.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apps.core.middleware.ResponseHeadersMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -323,7 +324,24 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
+# Password logins (the admin) are braked per account and per client IP.
+AUTHENTICATION_BACKENDS = ["apps.core.auth_backends.BrakedModelBackend"]
+LOGIN_FAILURE_LIMIT: int = ENV["LOGIN_FAILURE_LIMIT"]
+LOGIN_FAILURE_LIMIT_PER_IP: int = ENV["LOGIN_FAILURE_LIMIT_PER_IP"]
+LOGIN_LOCKOUT_SECONDS: int = ENV["LOGIN_LOCKOUT_SECONDS"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
 RESERVATION_MAX_UNITS_PER_OWNER: int = ENV["RESERVATION_MAX_UNITS_PER_OWNER"]
+RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR: int = ENV[
+    "RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR"
+]
 AUTH_TOKEN_CACHE_SECONDS: float = ENV["AUTH_TOKEN_CACHE_SECONDS"]
 DATA_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]
 FILE_UPLOAD_MAX_MEMORY_SIZE: int = ENV["MAX_REQUEST_BODY_BYTES"]

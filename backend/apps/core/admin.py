@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -21,3 +23,18 @@ class FailedTaskAdmin(admin.ModelAdmin):
             failed_task_requeue(failed_task=failed_task)
             count += 1
         self.message_user(request, f"Re-enqueued {count} task(s).", messages.SUCCESS)
+
+
+class BrakedAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, saying so when the failed-login brake refused."""
+
+    def get_invalid_login_error(self) -> ValidationError:
+        if getattr(self.request, "login_braked", False):
+            return ValidationError(
+                "Too many failed logins for this account or address; try again later.",
+                code="too_many_attempts",
+            )
+        return super().get_invalid_login_error()
+
+
+admin.site.login_form = BrakedAdminAuthenticationForm

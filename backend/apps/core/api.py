@@ -13,6 +13,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
+from apps.core.brakes import failure_count_add
 from apps.core.client_ip import client_ip
 from apps.core.rate_windows import window_counters
 from apps.core.tokens import token_cache_lookup, token_cache_store
@@ -27,18 +28,23 @@ class ThrottledTokenAuthentication(TokenAuthentication):
 
     DRF runs throttles after authentication, so a wrong token is a 401 every time
     and throttling never sees it; the failures are counted here instead. Only
-    failures are counted and refused: a valid token or session from the same
-    address (an office behind one NAT) keeps working while the guessing is refused,
-    and costs the brake nothing. Verified tokens are reused from the process's cache
-    (apps.core.tokens).
+    failures are counted. Verified tokens are reused from the process's cache
+    (apps.core.tokens) and always served, so a token verified before the brake
+    engaged keeps working (an office behind one NAT), as do sessions. Once an IP is
+    braked, any other token from it is refused before the database lookup: a
+    guess must not cost a query. A valid token this process has not verified yet
+    is refused with them until the window ends (at most a minute).
     """
 
     def authenticate(self, request: Request) -> Any:
+        self._client_ip = client_ip(request._request)
         try:
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
-            ip = client_ip(request._request)
-            failures = _count_failure(f"auth-failures:{ip}")
+            ip = self._client_ip
+            failures = failure_count_add(
+                key=_brake_key(ip), seconds=AUTH_FAILURE_WINDOW_SECONDS
+            )
             # With Redis down the count is unknown: a 401, never a lockout.
             if failures is not None and failures > settings.AUTH_FAILURE_LIMIT:
                 if failures == settings.AUTH_FAILURE_LIMIT + 1:
@@ -50,23 +56,18 @@ class ThrottledTokenAuthentication(TokenAuthentication):
         cached = token_cache_lookup(key)
         if cached is not None:
             return cached
+        # One Redis read, only when the token is not cached (once per token per
+        # AUTH_TOKEN_CACHE_SECONDS per process); unknown (Redis down) is not braked.
+        failures = cache.get(_brake_key(self._client_ip))
+        if failures is not None and failures > settings.AUTH_FAILURE_LIMIT:
+            raise exceptions.Throttled(wait=AUTH_FAILURE_WINDOW_SECONDS)
         user, token = super().authenticate_credentials(key)
         token_cache_store(key=key, user=user, token=token)
         return user, token
 
 
-def _count_failure(key: str) -> int | None:
-    """Count one failure in the current window; return the count (None: unknown)."""
-    added = cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
-    if added:
-        return 1
-    if added is None:  # the cache swallowed an error
-        return None
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, AUTH_FAILURE_WINDOW_SECONDS)
-        return 1
+def _brake_key(ip: str) -> str:
+    return f"auth-failures:{ip}"
 
 
 class SafeJSONParser(JSONParser):

@@ -168,3 +168,18 @@ class ProductExists(DomainError):
 class ReservationLimitExceeded(DomainError):
     default_code = "reservation_limit_exceeded"
     default_detail = "This account holds the most units allowed in active reservations."
+
+
+class ReservationRateExceeded(DomainError):
+    default_code = "reservation_rate_exceeded"
+    default_detail = (
+        "This account reserved the most units allowed in the last hour; retry later."
+    )
+
+
+class ConfirmNotAllowed(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "permission_denied"
+    default_detail = (
+        "Only the storefront (inventory.confirm_reservation) or staff may confirm."
+    )

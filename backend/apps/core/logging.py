@@ -68,6 +68,49 @@ class RateLimitFilter(logging.Filter):
         return True
 
 
+# Replaceable in tests, which step time instead of sleeping.
+_monotonic = time.monotonic
+# A refused Host is logged at most this often per process (seconds).
+FOREIGN_HOST_LOG_INTERVAL = 60.0
+
+
+class ForeignHostFilter(logging.Filter):
+    """Let one refused-Host record through per interval, as a WARNING without its
+    traceback.
+
+    Anyone can send any Host header. Django logs each refusal as an ERROR with a
+    traceback, which Sentry turns into an event: a flood of both, at no cost to the
+    sender. As a filter of the logger it runs before any handler, Sentry's
+    included, sees the record; a WARNING is below Sentry's event level. Every
+    host counts together: a sender rotating names is still one line a minute.
+    """
+
+    def __init__(self, interval: float = FOREIGN_HOST_LOG_INTERVAL) -> None:
+        super().__init__()
+        self.interval = interval
+        self._next_at = float("-inf")
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._next_at = float("-inf")
+            self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = _monotonic()
+        with self._lock:
+            if now < self._next_at:
+                self._suppressed += 1
+                return False
+            self._next_at = now + self.interval
+            suppressed, self._suppressed = self._suppressed, 0
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = record.stack_info = None
+        record.suppressed_since_last = suppressed
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object on one line."""
 
@@ -110,6 +153,7 @@ def logging_config(
                 "()": RateLimitFilter,
                 "interval": cache_error_interval,
             },
+            "foreign_host": {"()": ForeignHostFilter},
         },
         "formatters": {
             "json": {"()": JsonFormatter},
@@ -136,6 +180,12 @@ def logging_config(
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             "gunicorn.access": {"level": level, "handlers": [], "propagate": True},
             "celery": {"level": level, "handlers": [], "propagate": True},
+            "django.security.DisallowedHost": {
+                "level": "WARNING",
+                "handlers": [],
+                "filters": ["foreign_host"],
+                "propagate": True,
+            },
             "apps.core.cache": {
                 "level": "WARNING",
                 "handlers": [],

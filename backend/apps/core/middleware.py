@@ -14,6 +14,22 @@ from apps.core.context import request_id_accept, request_id_var
 from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
 
 REQUEST_ID_HEADER = "X-Request-ID"
+PROBE_AND_METRICS_PATHS = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
+API_PATH_PREFIX = "/api/v1/"
+# The admin loads only its own scripts, styles and images. Inline styles stay
+# allowed: admin widgets set style attributes; scripts cannot be injected inline.
+ADMIN_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 
 
 class HealthCheckMiddleware:
@@ -30,7 +46,16 @@ class HealthCheckMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         from apps.core import health
 
-        if request.method in {"GET", "HEAD"}:
+        if request.method not in {"GET", "HEAD"}:
+            if request.path in PROBE_AND_METRICS_PATHS:
+                # Answered here, in the JSON error body: past this point the CSRF
+                # middleware would answer a POST with Django's HTML page.
+                from apps.core.exceptions import json_error
+
+                response = json_error(405, "method_not_allowed", "Method not allowed.")
+                response["Allow"] = "GET, HEAD"
+                return response
+        else:
             if request.path == LIVENESS_PATH:
                 return health.liveness(request)
             if request.path == READINESS_PATH:
@@ -42,6 +67,33 @@ class HealthCheckMiddleware:
 
                 return metrics(request)
         return self.get_response(request)
+
+
+class ResponseHeadersMiddleware:
+    """`Cache-Control: no-store` on API answers, a Content-Security-Policy on the
+    admin's pages.
+
+    Every /api/v1/ answer is for an authenticated caller (or an error): a shared
+    cache or the browser's must not keep a user's reservations or a staff view of
+    the stock. Django 5.2 has no CSP of its own.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.admin_prefix = "/" + settings.ADMIN_URL
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        path = request.path
+        if path.startswith(API_PATH_PREFIX):
+            response.setdefault("Cache-Control", "no-store, private")
+        elif path.startswith(self.admin_prefix):
+            response.setdefault(
+                "Content-Security-Policy", ADMIN_CONTENT_SECURITY_POLICY
+            )
+        return response
 
 
 class RequestIdMiddleware:

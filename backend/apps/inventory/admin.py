@@ -32,7 +32,8 @@ class ProductAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            # Through the service: deactivating drops the product's gate counter.
+            services.product_update(product=obj, actor=request.user)
             return
         # Through the service: the stock row, the gate counter and the same rules
         # as the API. The admin then logs and redirects with this object.

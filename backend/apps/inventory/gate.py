@@ -165,6 +165,25 @@ def gate_warm(*, sku: str, available: int) -> None:
         _redis(lambda redis: redis.set(gate_key(sku), available, nx=True))
 
 
+def gate_forget(*, skus: list[str]) -> int:
+    """Delete the SKUs' counters; return how many existed.
+
+    An inactive product must have no counter: the gate would otherwise refuse a
+    reservation with its `available` before the database says it does not exist.
+    Without a counter the request takes the database path, which answers 404.
+    """
+    if not skus:
+        return 0
+    try:
+        return int(_redis(lambda redis: redis.delete(*map(gate_key, skus))))
+    except GateUnavailable:
+        # The reconciliation removes it once Redis is back.
+        logger.info(
+            "gate counters not removed for %d SKU(s) (Redis unavailable)", len(skus)
+        )
+        return 0
+
+
 def gate_read(*, sku: str) -> int | None:
     """Return the counter, or None when it is missing."""
     value = _redis(lambda redis: redis.get(gate_key(sku)))

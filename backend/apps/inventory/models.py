@@ -17,6 +17,9 @@ SKU_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 RESERVATION_MAX_QUANTITY = 1000
 # How long a reservation holds its units when the request names no ttl_seconds.
 RESERVATION_DEFAULT_TTL_SECONDS = 900
+RESERVATION_MAX_TTL_SECONDS = 3600
+# Units an owner took count against RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR this long.
+RESERVATION_OWNER_WINDOW_SECONDS = 3600
 
 
 class Product(models.Model):
@@ -106,6 +109,11 @@ class Reservation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            # Selling is a decision: the storefront's backend after payment (and
+            # staff), never a reservation's owner by virtue of owning it.
+            ("confirm_reservation", "Can confirm any reservation (sell its units)"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(quantity__gte=1)
@@ -124,6 +132,10 @@ class Reservation(models.Model):
                 fields=["expires_at"],
                 condition=Q(status="active"),
                 name="reservation_active_expiry",
+            ),
+            # The owner limits: one owner's reservations of the last hour.
+            models.Index(
+                fields=["owner", "created_at"], name="reservation_owner_recent"
             ),
         ]
 

@@ -17,6 +17,7 @@ from rest_framework import serializers
 from apps.inventory.models import (
     RESERVATION_DEFAULT_TTL_SECONDS,
     RESERVATION_MAX_QUANTITY,
+    RESERVATION_MAX_TTL_SECONDS,
     SKU_PATTERN,
 )
 
@@ -98,7 +99,9 @@ class ReservationCreateInput(serializers.Serializer):
     sku = SkuField(max_length=64)
     quantity = StrictIntegerField(min_value=1, max_value=RESERVATION_MAX_QUANTITY)
     ttl_seconds = StrictIntegerField(
-        min_value=30, max_value=3600, default=RESERVATION_DEFAULT_TTL_SECONDS
+        min_value=30,
+        max_value=RESERVATION_MAX_TTL_SECONDS,
+        default=RESERVATION_DEFAULT_TTL_SECONDS,
     )
 
 

@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.core.exceptions import (
+    ConfirmNotAllowed,
     IdempotencyKeyReused,
     InsufficientStock,
     ProductExists,
@@ -30,10 +31,13 @@ from apps.core.exceptions import (
     ReservationLimitExceeded,
     ReservationNotActive,
     ReservationNotFound,
+    ReservationRateExceeded,
 )
 from apps.inventory import gate, metrics
 from apps.inventory.models import (
     RESERVATION_DEFAULT_TTL_SECONDS,
+    RESERVATION_MAX_TTL_SECONDS,
+    RESERVATION_OWNER_WINDOW_SECONDS,
     Product,
     Reservation,
     Stock,
@@ -63,6 +67,17 @@ def product_create(*, sku: str, name: str, actor: AbstractBaseUser | None) -> Pr
         raise ProductExists(sku=sku) from None
     transaction.on_commit(lambda: gate.gate_warm(sku=sku, available=0))
     return product_get(sku=sku, include_inactive=True)
+
+
+def product_update(*, product: Product, actor: AbstractBaseUser | None) -> Product:
+    """Save an edited product (name, active); an inactive one loses its gate counter
+    after the commit, so that it answers like an unknown SKU everywhere."""
+    with transaction.atomic():
+        product.save()
+        if not product.active:
+            sku = product.sku
+            transaction.on_commit(lambda: gate.gate_forget(skus=[sku]))
+    return product
 
 
 def stock_restock(
@@ -248,21 +263,36 @@ def _lock_owner(*, owner: AbstractBaseUser) -> datetime:
 
 
 def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
-    """Refuse a reservation that takes the owner above their limit of held units.
+    """Refuse a reservation that takes the owner above their limit of held units,
+    or above the units they may reserve per hour.
 
-    Runs inside the reservation's transaction, after `_lock_owner`, so two
-    concurrent requests of one owner cannot both pass the sum.
+    The hourly limit counts every reservation made in the last hour, whatever
+    became of it: without it, reserve -> let expire (or cancel) -> reserve again
+    holds a product for good. Runs inside the reservation's transaction, after
+    `_lock_owner`, so two concurrent requests of one owner cannot both pass.
+    One query over the owner's recent rows (index reservation_owner_recent): an
+    active reservation is never older than the longest TTL.
     """
     limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
-    held = (
-        Reservation.objects.filter(
-            owner=owner, status=Reservation.Status.ACTIVE, expires_at__gt=Now()
-        ).aggregate(units=Sum("quantity"))["units"]
-        or 0
+    hourly = settings.RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR
+    since = Now() - timedelta(
+        seconds=max(RESERVATION_OWNER_WINDOW_SECONDS, RESERVATION_MAX_TTL_SECONDS)
     )
+    window_start = Now() - timedelta(seconds=RESERVATION_OWNER_WINDOW_SECONDS)
+    units = Reservation.objects.filter(owner=owner, created_at__gte=since).aggregate(
+        held=Sum(
+            "quantity",
+            filter=Q(status=Reservation.Status.ACTIVE, expires_at__gt=Now()),
+        ),
+        recent=Sum("quantity", filter=Q(created_at__gte=window_start)),
+    )
+    held, recent = units["held"] or 0, units["recent"] or 0
     if held + quantity > limit:
         metrics.reservations.labels(result="owner_limit").inc()
         raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
+    if recent + quantity > hourly:
+        metrics.reservations.labels(result="owner_rate").inc()
+        raise ReservationRateExceeded(limit=hourly, reserved=recent, requested=quantity)
 
 
 def _reservation_record(
@@ -415,11 +445,34 @@ def _locked_own(*, reservation_id: Any, actor: AbstractBaseUser) -> Reservation:
     return locked[0]
 
 
+def _locked_any(*, reservation_id: Any) -> Reservation:
+    try:
+        locked = _lock_reservations([reservation_id])
+    except ValidationError:  # not a UUID
+        locked = []
+    if not locked:
+        raise ReservationNotFound(id=str(reservation_id))
+    return locked[0]
+
+
+def reservation_confirm_allowed(*, actor: AbstractBaseUser) -> bool:
+    """Whether `actor` may sell: staff, or an account holding
+    inventory.confirm_reservation (the storefront's backend, after payment)."""
+    return bool(actor.is_staff or actor.has_perm("inventory.confirm_reservation"))
+
+
 def reservation_confirm(*, reservation_id: Any, actor: AbstractBaseUser) -> Reservation:
-    """Turn an active reservation into a sale: units leave reserved and on_hand."""
+    """Turn an active reservation into a sale: units leave reserved and on_hand.
+
+    Only a confirmer (reservation_confirm_allowed) may, for any owner's
+    reservation: an owner confirming their own could take every unit of a product,
+    one reservation after another.
+    """
+    if not reservation_confirm_allowed(actor=actor):
+        raise ConfirmNotAllowed()
     expired = False
     with transaction.atomic():
-        reservation = _locked_own(reservation_id=reservation_id, actor=actor)
+        reservation = _locked_any(reservation_id=reservation_id)
         if reservation.status == Reservation.Status.EXPIRED:
             raise ReservationExpired(expires_at=reservation.expires_at.isoformat())
         if reservation.status != Reservation.Status.ACTIVE:
@@ -533,15 +586,17 @@ def _expire_batch(*, batch_size: int) -> int:
 
 
 def _stocks_by_product(batch: int = 1000) -> Iterator[Stock]:
-    """Every stock row, in product order, read a batch at a time.
+    """Every active product's stock row, in product order, a batch at a time.
 
     Keyset pages instead of `.iterator()`: a server-side cursor does not survive a
     transaction pooler, and a client-side one would hold every row at once.
     """
     last = None
     while True:
-        page = Stock.objects.select_related("product").only(
-            "on_hand", "reserved", "product__sku"
+        page = (
+            Stock.objects.filter(product__active=True)
+            .select_related("product")
+            .only("on_hand", "reserved", "product__sku")
         )
         if last is not None:
             page = page.filter(product_id__gt=last)
@@ -597,7 +652,7 @@ def inventory_gate_reconcile() -> int:
         if not held:
             logger.info("reconciliation already running elsewhere; skipped")
             return 0
-        repairs = 0
+        repairs = _gate_forget_inactive()
         for stock in _stocks_by_product():
             # The snapshot only picks candidates: it may be older than the counter.
             sku = stock.product.sku
@@ -622,3 +677,30 @@ def inventory_gate_reconcile() -> int:
                 )
     logger.info("reconciliation finished", extra={"repairs": repairs})
     return repairs
+
+
+def _gate_forget_inactive(*, batch_size: int = 500) -> int:
+    """Remove the counters of inactive products; return how many there were.
+
+    A product deactivated outside the admin (SQL, `QuerySet.update`), or whose
+    removal raced a warm-up, keeps a counter until here. Keyset pages, not
+    `.iterator()`: a server-side cursor does not survive a transaction pooler.
+    """
+    removed = 0
+    last_pk = 0
+    while True:
+        page = list(
+            Product.objects.filter(active=False, pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", "sku")[:batch_size]
+        )
+        if not page:
+            break
+        last_pk = page[-1][0]
+        removed += gate.gate_forget(skus=[sku for _, sku in page])
+    if removed:
+        metrics.reconcile_repairs.inc(removed)
+        logger.warning(
+            "removed inventory counters of inactive products", extra={"count": removed}
+        )
+    return removed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from config.env import REGISTRY, ConfigError, load, parse_bool, parse_value
@@ -188,3 +190,20 @@ def test_env_module_validates_from_the_command_line() -> None:
     bad = run_python(["-m", "config.env"], env=clean_environ())
     assert bad.returncode == 1
     assert "Invalid configuration: 4 problems" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["Zq7wK#Vb3xLm", "Zq7wK/Vb3xLm", "Zq7wK?Vb3xLm", "4821#Vb3xLm", "7391/Vb3xLm"],
+)
+def test_database_url_error_never_prints_the_password(password: str) -> None:
+    """A password holding '#', '/' or '?' (not percent-encoded) is refused, and the
+    configuration error prints no piece of it."""
+    url = f"postgres://app:{password}@db.internal:5432/app"
+    result = check({**GOOD, "DATABASE_URL": url})
+    assert result.returncode == 1, result.stdout
+    output = result.stderr + result.stdout
+    for piece in re.split(r"[#/?]", password):
+        assert piece not in output, f"{piece!r} printed"
+    assert "  - DATABASE_URL is not a valid URL (" in result.stderr
+    assert "percent-encode '#', '/', '?', '@' and ':'" in result.stderr

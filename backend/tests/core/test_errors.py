@@ -66,3 +66,51 @@ def test_bad_host_is_400_json(client: Client) -> None:
     response = client.get("/boom/", HTTP_HOST="evil.example.net")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_foreign_host_logs_one_warning_per_interval_without_traceback(
+    client: Client, caplog, monkeypatch
+) -> None:
+    """Anyone can send a foreign Host: one WARNING a minute per process, no
+    traceback, however many requests and host names."""
+    now = [1000.0]
+    monkeypatch.setattr("apps.core.logging._monotonic", lambda: now[0], raising=False)
+    for host_filter in logging.getLogger("django.security.DisallowedHost").filters:
+        host_filter.reset()
+
+    def refused() -> list[tuple[str, str, bool, object]]:
+        return [
+            (
+                r.levelname,
+                r.getMessage(),
+                r.exc_info is not None,
+                getattr(r, "suppressed_since_last", None),
+            )
+            for r in caplog.records
+            if r.name == "django.security.DisallowedHost"
+        ]
+
+    with caplog.at_level(logging.INFO):
+        for n in range(5):
+            response = client.get("/api/v1/products/", HTTP_HOST=f"evil{n}.example")
+            assert response.status_code == 400
+        assert refused() == [
+            (
+                "WARNING",
+                "Invalid HTTP_HOST header: 'evil0.example'. You may need to add "
+                "'evil0.example' to ALLOWED_HOSTS.",
+                False,
+                0,
+            )
+        ]
+        now[0] += 61
+        assert client.get("/", HTTP_HOST="evil9.example").status_code == 400
+    assert refused()[1:] == [
+        (
+            "WARNING",
+            "Invalid HTTP_HOST header: 'evil9.example'. You may need to add "
+            "'evil9.example' to ALLOWED_HOSTS.",
+            False,
+            4,
+        )
+    ]

@@ -141,3 +141,40 @@ def test_failing_task_sends_no_database_password(production_env, queue) -> None:
             assert_no_secret(inbox, DB_PASSWORD)
         finally:
             stop_group(worker.process)
+
+
+def test_foreign_host_is_never_sent_to_sentry(production_env, start_gunicorn) -> None:
+    """A flood of foreign Host headers: no Sentry event, one WARNING in the log
+    without traceback. A database outage afterwards is the control: its event
+    arrives, after any the refusals would have sent (one worker, one queue)."""
+    with sentry_inbox() as inbox:
+        server = start_gunicorn(
+            GUNICORN_WORKERS="1", **unreachable_database_env(production_env, inbox.dsn)
+        )
+        for n in range(5):
+            response = requests.get(
+                server.base_url + "/api/v1/products/",
+                headers={"Host": f"evil{n}.example", "X-Forwarded-Proto": "https"},
+                timeout=10,
+            )
+            assert response.status_code == 400
+        control = requests.get(
+            server.base_url + "/api/v1/products/",
+            headers={
+                "Authorization": f"Token {API_TOKEN}",
+                "X-Forwarded-Proto": "https",
+            },
+            timeout=10,
+        )
+        assert control.status_code == 503, control.text
+        events = inbox.wait_for_event()
+        assert [event.get("logger") for event in events] == ["apps.core.exceptions"]
+        assert "Invalid HTTP_HOST header" not in "\n".join(inbox.bodies)
+    refused = [
+        line
+        for line in server.json_lines()
+        if line.get("logger") == "django.security.DisallowedHost"
+    ]
+    assert [(line["level"], "exc_info" in line) for line in refused] == [
+        ("WARNING", False)
+    ]

@@ -61,7 +61,7 @@ def test_restock_and_read(client_for, staff, user, make_product) -> None:
     assert client_for(user).get("/api/v1/products/NOPE/").status_code == 404
 
 
-def test_reservation_lifecycle(client_for, user, make_product) -> None:
+def test_reservation_lifecycle(client_for, user, staff, make_product) -> None:
     product = make_product(on_hand=3)
     client = client_for(user)
     created = client.post(
@@ -82,9 +82,14 @@ def test_reservation_lifecycle(client_for, user, make_product) -> None:
     }
     url = f"/api/v1/reservations/{body['id']}/"
     assert client.get(url).json()["status"] == "active"
-    confirmed = client.post(url + "confirm/")
+    # Owning a reservation does not make its owner the seller.
+    refused = client.post(url + "confirm/")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    confirmer = client_for(staff)
+    confirmed = confirmer.post(url + "confirm/")
     assert (confirmed.status_code, confirmed.json()["status"]) == (200, "confirmed")
-    again = client.post(url + "confirm/")
+    again = confirmer.post(url + "confirm/")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "reservation_not_active"
     assert client.post(url + "cancel/").status_code == 409
@@ -154,7 +159,8 @@ def test_other_users_reservation_is_404(client_for, user, make_user, make_produc
     url = f"/api/v1/reservations/{created.json()['id']}/"
     stranger = client_for(make_user())
     assert stranger.get(url).status_code == 404
-    assert stranger.post(url + "confirm/").status_code == 404
+    # Not a confirmer: refused before any lookup, so nothing says the id exists.
+    assert stranger.post(url + "confirm/").status_code == 403
     assert stranger.post(url + "cancel/").status_code == 404
     assert (
         client_for(user).get(f"/api/v1/reservations/{uuid.uuid4()}/").status_code == 404
@@ -225,6 +231,9 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
     assert sold_out == 0
     _, get_one = count_queries(lambda: client.get(url))
     assert get_one == 1
-    # BEGIN, lock own row, UPDATE stock, UPDATE reservation, INSERT ledger, COMMIT
-    _, confirm = count_queries(lambda: client.post(url + "confirm/"))
+    # The confirmer (staff): BEGIN, lock the row, UPDATE stock, UPDATE reservation,
+    # INSERT ledger, COMMIT
+    confirmer = client_for(staff)
+    confirmer.get("/api/v1/products/")  # warms the token cache
+    _, confirm = count_queries(lambda: confirmer.post(url + "confirm/"))
     assert confirm == 6

@@ -73,7 +73,7 @@ def test_a_slow_app_clock_still_expires_on_time(make_product, user, monkeypatch)
 
 
 def test_a_slow_app_clock_cannot_confirm_a_late_reservation(
-    make_product, user, monkeypatch
+    make_product, user, staff, monkeypatch
 ):
     product = make_product(on_hand=5)
     result = services.reservation_create(owner=user, sku=product.sku, quantity=2)
@@ -82,14 +82,14 @@ def test_a_slow_app_clock_cannot_confirm_a_late_reservation(
     )
     skew_app_clock(monkeypatch, -SKEW)
     with pytest.raises(ReservationExpired):
-        services.reservation_confirm(reservation_id=result.reservation.pk, actor=user)
+        services.reservation_confirm(reservation_id=result.reservation.pk, actor=staff)
     assert Reservation.objects.get(pk=result.reservation.pk).status == "expired"
     stock = Stock.objects.get(product=product)
     assert (stock.on_hand, stock.reserved) == (5, 0)
 
 
 def test_a_fast_app_clock_confirms_a_reservation_in_time(
-    make_product, user, monkeypatch
+    make_product, user, staff, monkeypatch
 ):
     product = make_product(on_hand=5)
     result = services.reservation_create(
@@ -97,7 +97,7 @@ def test_a_fast_app_clock_confirms_a_reservation_in_time(
     )
     skew_app_clock(monkeypatch, SKEW)
     confirmed = services.reservation_confirm(
-        reservation_id=result.reservation.pk, actor=user
+        reservation_id=result.reservation.pk, actor=staff
     )
     assert confirmed.status == "confirmed"
     stock = Stock.objects.get(product=product)

@@ -35,18 +35,18 @@ def ledger_sums(product: Product) -> tuple[int, int]:
     return sums["on_hand"] or 0, sums["reserved"] or 0
 
 
-def test_reserve_confirm_moves_units_once(make_product, user) -> None:
+def test_reserve_confirm_moves_units_once(make_product, user, staff) -> None:
     product = make_product(on_hand=10)
     result = services.reservation_create(owner=user, sku=product.sku, quantity=3)
     assert result.created is True
     assert stock_of(product) == (10, 3)
     assert gate.gate_read(sku=product.sku) == 7
 
-    services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
+    services.reservation_confirm(reservation_id=result.reservation.id, actor=staff)
     assert stock_of(product) == (7, 0)
     assert gate.gate_read(sku=product.sku) == 7
     with pytest.raises(ReservationNotActive) as second:
-        services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
+        services.reservation_confirm(reservation_id=result.reservation.id, actor=staff)
     assert second.value.details == {"status": "confirmed"}
     with pytest.raises(ReservationNotActive):
         services.reservation_cancel(reservation_id=result.reservation.id, actor=user)
@@ -152,7 +152,7 @@ def test_expiry_releases_units_once(make_product, user) -> None:
 
 
 def test_confirming_an_expired_reservation_is_refused_and_releases(
-    make_product, user
+    make_product, user, staff
 ) -> None:
     product = make_product(on_hand=4)
     result = services.reservation_create(owner=user, sku=product.sku, quantity=4)
@@ -160,11 +160,11 @@ def test_confirming_an_expired_reservation_is_refused_and_releases(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
     with pytest.raises(ReservationExpired):
-        services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
+        services.reservation_confirm(reservation_id=result.reservation.id, actor=staff)
     assert stock_of(product) == (4, 0)
     assert Reservation.objects.get(pk=result.reservation.pk).status == "expired"
     with pytest.raises(ReservationExpired):
-        services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
+        services.reservation_confirm(reservation_id=result.reservation.id, actor=staff)
     assert services.reservations_expire() == 0
     assert ledger_sums(product) == (4, 0)
 
@@ -176,7 +176,7 @@ def test_owner_only_unless_staff(make_product, user, make_user, staff) -> None:
         services.reservation_cancel(
             reservation_id=result.reservation.id, actor=make_user()
         )
-    services.reservation_cancel(reservation_id=result.reservation.id, actor=staff)
+    services.reservation_cancel(reservation_id=result.reservation.id, actor=user)
     assert stock_of(product) == (4, 0)
 
 
