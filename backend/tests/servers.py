@@ -208,8 +208,12 @@ def _postgres_ready(port: int) -> bool:
     return True
 
 
-def start_postgres(bindir: Path, base: Path) -> Server:
-    """Create a cluster in base/postgres and start it on a free port."""
+def start_postgres(bindir: Path, base: Path, max_connections: int = 200) -> Server:
+    """Create a cluster in base/postgres and start it on a free port.
+
+    The default max_connections leaves room for the process tests, which run several
+    gunicorn and celery children at once; the scale drill asks for a small one.
+    """
     user = _server_user()
     as_user: dict = {}
     if user is not None:
@@ -260,9 +264,8 @@ def start_postgres(bindir: Path, base: Path) -> Server:
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-                # Process tests run several gunicorn and celery children at once.
                 "-c",
-                "max_connections=200",
+                f"max_connections={max_connections}",
             ],
             cwd=base,
             log=log,
@@ -324,9 +327,15 @@ server_reset_query =
 
 
 def start_pgbouncer(
-    binary: Path, directory: Path, *, postgres_port: int, pool_size: int = 60
+    binary: Path,
+    directory: Path,
+    *,
+    postgres_port: int,
+    pool_size: int = 60,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start PgBouncer (transaction pooling) on a free port; return it and the port.
+    """Start PgBouncer (transaction pooling) on `port` (default: a free one); return
+    it and the port.
 
     `directory` (made by the caller) holds its configuration and log. The default
     pool leaves room for every process the process tests start at once.
@@ -339,8 +348,9 @@ def start_pgbouncer(
         os.chown(directory, user.pw_uid, user.pw_gid)
         as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     log = directory / "pgbouncer.log"
+    fixed = port
     for _ in range(BIND_ATTEMPTS):
-        port = free_port()
+        port = fixed or free_port()
         config = directory / "pgbouncer.ini"
         config.write_text(
             pgbouncer_config(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -36,7 +35,7 @@ import requests
 import yaml
 
 from tests.support.containers import BUILDAH_ENV, IMAGE, docker
-from tests.support.net import free_port
+from tests.support.haproxy import Balancer
 from tests.support.processes import ROOT
 
 V2_IMAGE = f"{IMAGE}-v2"
@@ -131,80 +130,6 @@ def v2_build_start(directory: Path, log: Path) -> subprocess.Popen:
 
 
 # --- The balancer --------------------------------------------------------------------
-
-
-class Balancer:
-    """HAProxy on 127.0.0.1 with a runtime socket to re-point a server slot."""
-
-    def __init__(self, directory: Path, servers: dict[str, str]) -> None:
-        self.port = free_port()
-        self.socket = directory / "haproxy.sock"
-        lines = [
-            "global",
-            f"  stats socket {self.socket} mode 600 level admin",
-            "  maxconn 4096",
-            "defaults",
-            "  mode http",
-            "  timeout connect 2s",
-            "  timeout client 30s",
-            "  timeout server 30s",
-            # An ALB does not retry a request; neither does this balancer.
-            "  retries 0",
-            "frontend drill",
-            f"  bind 127.0.0.1:{self.port}",
-            "  default_backend web",
-            "backend web",
-            # As an ALB terminating TLS: the app sees https and the client's address.
-            "  http-request set-header X-Forwarded-Proto https",
-            "  option forwardfor",
-            "  option httpchk",
-            "  http-check send meth GET uri /health/ready/ ver HTTP/1.1 "
-            "hdr Host 127.0.0.1",
-            "  http-check expect status 200",
-            f"  default-server {CHECK}",
-        ]
-        lines += [f"  server {name} {ip}:5000 check" for name, ip in servers.items()]
-        config = directory / "haproxy.cfg"
-        config.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(config)],
-            stdout=(directory / "haproxy.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while not self.socket.exists():
-            assert self.process.poll() is None, (directory / "haproxy.log").read_text()
-            assert time.monotonic() < deadline, "haproxy did not start"
-            time.sleep(0.1)
-
-    def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.connect(str(self.socket))
-            client.sendall(line.encode() + b"\n")
-            chunks = []
-            while chunk := client.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
-
-    def status(self, server: str) -> str:
-        for row in self.command("show stat").splitlines():
-            fields = row.split(",")
-            if len(fields) > 17 and fields[0] == "web" and fields[1] == server:
-                return fields[17]
-        raise AssertionError(f"no server {server} in haproxy's stats")
-
-    def wait_status(self, server: str, wanted: str, timeout: float) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.status(server).startswith(wanted):
-                return time.monotonic() - started
-            time.sleep(0.1)
-        raise AssertionError(f"{server} not {wanted} after {timeout}s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 # --- Load ----------------------------------------------------------------------------
@@ -374,7 +299,11 @@ def test_rolling_release_and_rollback_under_load(
         start_role(docker_image, docker_network, env, f"drill-beat-{suffix}", "beat")
         balancer = Balancer(
             tmp_path,
-            {slot: address(name, docker_network) for slot, name in slots.items()},
+            {
+                slot: f"{address(name, docker_network)}:5000"
+                for slot, name in slots.items()
+            },
+            CHECK,
         )
         for slot in slots:
             balancer.wait_status(slot, "UP", timeout=180)

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.support.net import free_port
 from tests.support.processes import WORKER_COMMAND
 from tests.support.processes import healthcheck as run_healthcheck
 from tests.support.wait import wait_until
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -120,3 +122,35 @@ def test_healthcheck_migrate_is_always_healthy(tmp_path) -> None:
     assert (
         result.stdout == "healthy (migrate): migrate role has no long-running process\n"
     )
+
+
+def test_beat_rides_out_a_redis_that_is_briefly_gone(
+    start_entrypoint, redis_client
+) -> None:
+    """As during a Sentinel failover: Redis cannot be reached for a few seconds, then
+    answers again with its data. Beat neither exits nor needs a restart (before, a
+    tick's ConnectionError ended the process, and with it the canaries that keep
+    the workers alive)."""
+    redis_port = urlsplit(os.environ["REDIS_URL"]).port
+    port = free_port()
+    proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
+    db = os.environ["REDIS_URL"].rsplit("/", 1)[1]
+    beat = start_entrypoint(
+        "beat",
+        REDIS_URL=f"redis://127.0.0.1:{port}/{db}",
+        CELERY_BEAT_MAX_LOOP_INTERVAL="1",
+    )
+    try:
+        beat.wait_for_line(lambda line: "Sending due task" in line, timeout=60)
+        proxy.stop()
+        beat.wait_for_line(lambda line: "beat tick skipped, Redis unavailable" in line)
+        time.sleep(2)
+        assert beat.process.poll() is None, beat.output()
+        skipped = beat.output().count("beat tick skipped")
+        proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
+        time.sleep(3)
+        # Ticking again: no more skips, and still the one beat process.
+        assert beat.output().count("beat tick skipped") <= skipped + 1
+        assert beat.process.poll() is None, beat.output()
+    finally:
+        proxy.stop()
