@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test test-pgbouncer lint format lock image image-test platform-test release-drill docs bench bench-profile
+.PHONY: help venv run test test-pgbouncer scale-drill lint format lock image image-test platform-test release-drill docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -32,6 +32,8 @@ help:
 	@echo "make platform-test - build, then run Compose, Kubernetes (podman), ECS and"
 	@echo "                     Railway deployments from the shipped files (needs Docker"
 	@echo "                     Engine and podman)"
+	@echo "make scale-drill - web 2->8, workers 1->4 through PgBouncer on a 40-connection"
+	@echo "                   PostgreSQL, a Redis failover, a pooler restart; books audited"
 	@echo "make release-drill - build, then release v2 and roll back to v1 under load"
 	@echo "                     behind HAProxy; 0 failed requests (Docker Engine, haproxy)"
 
@@ -85,6 +87,14 @@ platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
 release-drill: venv $(if $(NO_IMAGE_BUILD),,image)
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
 	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms/test_release_drill.py -s $(PYTEST_ARGS)
+
+# Web 2 -> 8 and workers 1 -> 4 through PgBouncer on a 40-connection PostgreSQL, a
+# Redis Sentinel failover and a PgBouncer restart under load, then the books audited;
+# host processes (postgresql, pgbouncer, redis-server, haproxy). Also part of
+# platform-test.
+scale-drill: venv
+	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
+	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_scale_drill.py -s $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv
