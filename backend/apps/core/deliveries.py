@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "celery:deliveries:"
 # Longer than every redelivery of one task can take (limit x visibility timeout,
-# default 5 x 2 h); the key is deleted when the task returns, so this only bounds
+# default 5 x 5 minutes); the key is deleted when the task returns, so this only bounds
 # what a lost worker leaves behind.
 KEY_TTL_SECONDS = 7 * 24 * 3600
 
