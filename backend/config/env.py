@@ -301,10 +301,22 @@ VARIABLES: tuple[Var, ...] = (
         "REDIS_URL",
         "url",
         "redis",
-        "Redis for cache, Celery broker and results, and the "
-        "inventory gate. Without it: in-memory cache and eager Celery (development).",
+        "Redis that must never evict (maxmemory-policy noeviction): Celery broker, "
+        "RedBeat's lock, the inventory gate counters, task delivery counts, token "
+        "revocation messages; also the cache unless REDIS_CACHE_URL is set. Without "
+        "it: in-memory cache and eager Celery (development).",
         schemes=("redis", "rediss"),
         example="redis://redis:6379/0",
+    ),
+    Var(
+        "REDIS_CACHE_URL",
+        "url",
+        "redis",
+        "Redis for Django's cache, the request throttle and the token brake only: "
+        "losing a key costs a miss or admits a few more requests, so it may evict "
+        "(e.g. allkeys-lru). Defaults to REDIS_URL.",
+        schemes=("redis", "rediss"),
+        example="redis://redis-cache:6379/0",
     ),
     Var(
         "CELERY_BROKER_URL",

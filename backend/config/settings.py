@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -120,26 +121,42 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
 
 # --- Redis: cache, Celery ---------------------------------------------------------
 
+# Two roles. REDIS_URL holds what must never be evicted (broker, RedBeat's lock, the
+# gate counters, delivery counts): it needs maxmemory-policy noeviction (deploy check
+# core.W007). REDIS_CACHE_URL holds what may be lost (cache, throttle and brake
+# counters) and may evict; by default it is the same Redis.
 REDIS_URL: str | None = ENV["REDIS_URL"]
+REDIS_CACHE_URL: str | None = ENV["REDIS_CACHE_URL"] or REDIS_URL
 REDIS_SOCKET_TIMEOUT: float = ENV["REDIS_SOCKET_TIMEOUT"]
 CACHE_ERROR_LOG_INTERVAL: int = ENV["CACHE_ERROR_LOG_INTERVAL"]
+# The cache alias whose connection (`get_redis_connection`) reaches REDIS_URL; never
+# used through Django's cache API.
+DURABLE_REDIS_ALIAS = "durable"
 
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "backend",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
-            },
-        }
+
+def _redis_cache(*, url: str) -> dict[str, Any]:
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "backend",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+        },
     }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+CACHES: dict[str, dict[str, Any]] = {
+    "default": _redis_cache(url=REDIS_CACHE_URL)
+    if REDIS_CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+if REDIS_URL:
+    # Same URL and options as the cache by default: django-redis then shares one
+    # connection pool between the two aliases.
+    CACHES[DURABLE_REDIS_ALIAS] = _redis_cache(url=REDIS_URL)
 
 # A Redis outage turns cache calls into misses instead of 500s; the rate-limited
 # logger below reports it once per interval, not once per request.

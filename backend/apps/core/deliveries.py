@@ -29,9 +29,12 @@ class DeliveryLimitExceeded(Exception):
 
 
 def _redis():
+    from django.conf import settings
     from django_redis import get_redis_connection
 
-    return get_redis_connection("default")
+    # REDIS_URL, never the cache's Redis: an evicted count would let a poison task
+    # run again and again.
+    return get_redis_connection(settings.DURABLE_REDIS_ALIAS)
 
 
 def _key(task_id: str, retries: int) -> str:
