@@ -361,8 +361,10 @@ VARIABLES: tuple[Var, ...] = (
         "REDIS_URL",
         "url",
         "redis",
-        "Redis for cache, Celery broker and results, and the "
-        "inventory gate. Without it: in-memory cache and eager Celery (development).",
+        "Redis that must never evict (maxmemory-policy noeviction): Celery broker, "
+        "RedBeat's lock, the inventory gate counters, task delivery counts, token "
+        "revocation messages; also the cache unless REDIS_CACHE_URL is set. Without "
+        "it: in-memory cache and eager Celery (development).",
         schemes=("redis", "rediss"),
         example="redis://redis:6379/0",
     ),
@@ -383,6 +385,16 @@ VARIABLES: tuple[Var, ...] = (
         "secret",
         "redis",
         "Password of the sentinels themselves (their requirepass), when they have one.",
+    ),
+    Var(
+        "REDIS_CACHE_URL",
+        "url",
+        "redis",
+        "Redis for Django's cache, the request throttle and the token brake only: "
+        "losing a key costs a miss or admits a few more requests, so it may evict "
+        "(e.g. allkeys-lru). Defaults to REDIS_URL.",
+        schemes=("redis", "rediss"),
+        example="redis://redis-cache:6379/0",
     ),
     Var(
         "CELERY_BROKER_URL",
@@ -729,29 +741,38 @@ VARIABLES: tuple[Var, ...] = (
         "Queues the worker consumes (comma separated).",
         default=["celery"],
     ),
+    # The project's tasks (expiry, reconciliation, canaries) run for seconds; the limits
+    # leave room for a large backlog or catalog, and the visibility timeout, the time a
+    # SIGKILLed worker's task waits in Redis before another worker gets it, stays in
+    # minutes. Tasks are batched and idempotent: one stopped at its limit resumes at
+    # its next scheduled run.
     Var(
         "CELERY_TASK_TIME_LIMIT",
         "int",
         "process",
-        "Hard time limit of a task in seconds (the process is killed).",
-        default=3600,
+        "Hard time limit of a task in seconds (the process is killed); must be "
+        "above CELERY_TASK_SOFT_TIME_LIMIT and below CELERY_VISIBILITY_TIMEOUT.",
+        default=180,
         minimum=1,
     ),
     Var(
         "CELERY_TASK_SOFT_TIME_LIMIT",
         "int",
         "process",
-        "Soft time limit in seconds (the task gets an exception to clean up).",
-        default=3000,
+        "Soft time limit in seconds (the task gets an exception to clean up); must "
+        "be below CELERY_TASK_TIME_LIMIT.",
+        default=120,
         minimum=1,
     ),
     Var(
         "CELERY_VISIBILITY_TIMEOUT",
         "int",
         "process",
-        "Seconds before Redis redelivers an unacknowledged task; must exceed "
-        "CELERY_TASK_TIME_LIMIT.",
-        default=7200,
+        "Seconds before Redis redelivers an unacknowledged task, so how long the "
+        "task of a lost worker (SIGKILL, node gone) waits before another worker runs "
+        "it; must exceed CELERY_TASK_TIME_LIMIT, or a late-acked running task is "
+        "delivered twice.",
+        default=300,
         minimum=1,
     ),
     Var(
@@ -1017,6 +1038,38 @@ def _postgres_url_from_parts(values: Mapping[str, Any]) -> str:
     )
 
 
+def _task_time_problems(*, values: Mapping[str, Any]) -> list[Problem]:
+    """Keep soft limit < hard limit < visibility timeout.
+
+    With late acks on Redis, a message unacknowledged for longer than the visibility
+    timeout is delivered again: a task still running (up to its hard limit), or one
+    waiting for a countdown, ETA or retry delay, would run twice. The project's tasks
+    use no countdown, ETA or retry delay (tests/config/test_env.py guards this); one
+    that does must add its delay here.
+    """
+    soft = values.get("CELERY_TASK_SOFT_TIME_LIMIT")
+    hard = values.get("CELERY_TASK_TIME_LIMIT")
+    visibility = values.get("CELERY_VISIBILITY_TIMEOUT")
+    problems: list[Problem] = []
+    if soft is not None and hard is not None and soft >= hard:
+        problems.append(
+            Problem(
+                "CELERY_TASK_SOFT_TIME_LIMIT",
+                f"({soft}) is not below CELERY_TASK_TIME_LIMIT ({hard})",
+                "a soft limit below the hard one, or the task never gets to clean up",
+            )
+        )
+    if visibility is not None and hard is not None and visibility <= hard:
+        problems.append(
+            Problem(
+                "CELERY_VISIBILITY_TIMEOUT",
+                f"({visibility}) is not above CELERY_TASK_TIME_LIMIT ({hard})",
+                "a value above the hard time limit, or late-acked tasks run twice",
+            )
+        )
+    return problems
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate every registered variable; collect problems, never raise."""
     environ = os.environ if environ is None else environ
@@ -1054,27 +1107,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             values[var.name] = var.default
     values["DEBUG"] = debug
 
-    if values.get("CELERY_VISIBILITY_TIMEOUT") is not None and values[
-        "CELERY_VISIBILITY_TIMEOUT"
-    ] <= (values.get("CELERY_TASK_TIME_LIMIT") or 0):
-        problems.append(
-            Problem(
-                "CELERY_VISIBILITY_TIMEOUT",
-                f"({values['CELERY_VISIBILITY_TIMEOUT']}) is not above "
-                f"CELERY_TASK_TIME_LIMIT ({values['CELERY_TASK_TIME_LIMIT']})",
-                "a value above the hard time limit, or late-acked tasks run twice",
-            )
-        )
-    if (values.get("CELERY_TASK_SOFT_TIME_LIMIT") or 0) >= (
-        values.get("CELERY_TASK_TIME_LIMIT") or 0
-    ):
-        problems.append(
-            Problem(
-                "CELERY_TASK_SOFT_TIME_LIMIT",
-                "is not below CELERY_TASK_TIME_LIMIT",
-                "a soft limit below the hard one",
-            )
-        )
+    problems.extend(_task_time_problems(values=values))
 
     # One database is required in production: a URL, or the three POSTGRES_* parts.
     parts = POSTGRES_PARTS

@@ -156,7 +156,12 @@ else:  # DEBUG with no database configured: the embedded default.
 
 # --- Redis: cache, Celery ---------------------------------------------------------
 
+# Two roles. REDIS_URL holds what must never be evicted (broker, RedBeat's lock, the
+# gate counters, delivery counts): it needs maxmemory-policy noeviction (deploy check
+# core.W007). REDIS_CACHE_URL holds what may be lost (cache, throttle and brake
+# counters) and may evict; by default it is the same Redis.
 REDIS_URL: str | None = ENV["REDIS_URL"]
+REDIS_CACHE_URL: str | None = ENV["REDIS_CACHE_URL"] or REDIS_URL
 REDIS_SOCKET_TIMEOUT: float = ENV["REDIS_SOCKET_TIMEOUT"]
 CACHE_ERROR_LOG_INTERVAL: int = ENV["CACHE_ERROR_LOG_INTERVAL"]
 # With REDIS_SENTINELS, every Redis client finds the master through the sentinels
@@ -172,23 +177,39 @@ REDIS_SENTINEL: SentinelTarget | None = (
     else None
 )
 
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "backend",
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-                "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
-                **(django_redis_options(REDIS_SENTINEL) if REDIS_SENTINEL else {}),
-            },
-        }
+
+# The cache alias whose connection (`get_redis_connection`) reaches REDIS_URL; never
+# used through Django's cache API.
+DURABLE_REDIS_ALIAS = "durable"
+
+
+def _redis_cache(*, url: str) -> dict[str, Any]:
+    # The cache Redis is REDIS_URL's unless REDIS_CACHE_URL names another: only
+    # REDIS_URL is behind the sentinels.
+    sentinel = REDIS_SENTINEL if url == REDIS_URL else None
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": "backend",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"health_check_interval": 30},
+            **(django_redis_options(sentinel) if sentinel else {}),
+        },
     }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+CACHES: dict[str, dict[str, Any]] = {
+    "default": _redis_cache(url=REDIS_CACHE_URL)
+    if REDIS_CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+if REDIS_URL:
+    # Same URL and options as the cache by default: django-redis then shares one
+    # connection pool between the two aliases.
+    CACHES[DURABLE_REDIS_ALIAS] = _redis_cache(url=REDIS_URL)
 
 # A Redis outage turns cache calls into misses instead of 500s; the rate-limited
 # logger below reports it once per interval, not once per request.

@@ -4,7 +4,8 @@ Stable ids: core.E001 (placeholder secret), core.E002 (wildcard host), core.W003
 (short metrics token), core.W004 (SSL header trusted without a redirect), core.E005
 (SQLite in production), core.W006 (PostgreSQL connection budget exceeded) and
 core.W012 (statement_timeout missing through the pooler) — these two are database
-checks: `check --deploy --database default`.
+checks: `check --deploy --database default` —, core.W007 (the broker's Redis can
+evict), core.I008 (its eviction policy could not be read).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import connections
 
 from config import env
@@ -142,3 +143,31 @@ def check_pooled_statement_timeout(
             id="core.W012",
         )
     ]
+
+
+@register("redis", deploy=True)
+def check_redis_eviction(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """The broker's Redis (queue, RedBeat's lock, gate counters) must not evict."""
+    from apps.core.redis_roles import eviction_policies_read
+
+    messages: list[CheckMessage] = []
+    for policy in eviction_policies_read(
+        broker_url=settings.ENV["CELERY_BROKER_URL"],
+        redis_url=settings.REDIS_URL,
+        timeout=settings.REDIS_SOCKET_TIMEOUT,
+        sentinel=settings.REDIS_SENTINEL,
+    ):
+        if policy.policy is None:
+            # Managed Redis may forbid CONFIG: not knowing is no reason to fail.
+            messages.append(Info(policy.describe() + ".", id="core.I008"))
+        elif policy.can_evict:
+            messages.append(
+                Warning(
+                    policy.describe() + ".",
+                    hint="Run that Redis with maxmemory-policy noeviction "
+                    "(ElastiCache: its parameter group); a cache that should evict "
+                    "goes to a Redis of its own, REDIS_CACHE_URL.",
+                    id="core.W007",
+                )
+            )
+    return messages

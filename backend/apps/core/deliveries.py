@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "celery:deliveries:"
 # Longer than every redelivery of one task can take (limit x visibility timeout,
-# default 5 x 2 h); the key is deleted when the task returns, so this only bounds
+# default 5 x 5 minutes); the key is deleted when the task returns, so this only bounds
 # what a lost worker leaves behind.
 KEY_TTL_SECONDS = 7 * 24 * 3600
 
@@ -29,9 +29,12 @@ class DeliveryLimitExceeded(Exception):
 
 
 def _redis():
+    from django.conf import settings
     from django_redis import get_redis_connection
 
-    return get_redis_connection("default")
+    # REDIS_URL, never the cache's Redis: an evicted count would let a poison task
+    # run again and again.
+    return get_redis_connection(settings.DURABLE_REDIS_ALIAS)
 
 
 def _key(task_id: str, retries: int) -> str:

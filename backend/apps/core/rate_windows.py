@@ -101,7 +101,8 @@ def _window_add(*, key: str, amount: int, seconds: int) -> int | None:
     expiry, so `key` must name its window: if that EXPIRE is lost with a killed
     process, the key outlives its window but is never read again.
     """
-    if not settings.REDIS_URL:  # embedded development cache (no Redis)
+    # The cache's Redis (REDIS_CACHE_URL): a lost counter only admits a few more.
+    if not settings.REDIS_CACHE_URL:  # embedded development cache (no Redis)
         if cache.add(key, amount, seconds):
             return amount
         try:

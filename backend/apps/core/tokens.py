@@ -125,7 +125,9 @@ def tokens_revoke(*, keys: Iterable[str] = (), user_ids: Iterable[Any] = ()) -> 
 
         message = json.dumps({"keys": keys, "user_ids": user_ids})
         try:
-            get_redis_connection("default").publish(
+            # The Redis the listeners subscribe to (REDIS_URL), even when the
+            # cache has one of its own.
+            get_redis_connection(settings.DURABLE_REDIS_ALIAS).publish(
                 revocation_channel(settings.REDIS_URL), message
             )
         except RedisError as exc:

@@ -103,7 +103,8 @@ def gate_key(sku: str) -> str:
 def _client():
     from django_redis import get_redis_connection
 
-    return get_redis_connection("default")
+    # REDIS_URL, never the cache's Redis: an evicted counter would admit oversells.
+    return get_redis_connection(settings.DURABLE_REDIS_ALIAS)
 
 
 def gate_enabled() -> bool:

@@ -207,3 +207,60 @@ def test_database_url_error_never_prints_the_password(password: str) -> None:
         assert piece not in output, f"{piece!r} printed"
     assert "  - DATABASE_URL is not a valid URL (" in result.stderr
     assert "percent-encode '#', '/', '?', '@' and ':'" in result.stderr
+
+
+def test_task_time_limits_default_to_an_ordered_few_minutes() -> None:
+    """A lost worker's task comes back within minutes: soft < hard < visibility
+    timeout <= 10 minutes, and the defaults pass the registry's own rule."""
+    soft = REGISTRY["CELERY_TASK_SOFT_TIME_LIMIT"].default
+    hard = REGISTRY["CELERY_TASK_TIME_LIMIT"].default
+    visibility = REGISTRY["CELERY_VISIBILITY_TIMEOUT"].default
+    assert (soft, hard, visibility) == (120, 180, 300)
+    assert soft < hard < visibility <= 600
+    assert load(clean_environ(**GOOD)).problems == []
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        (
+            {"CELERY_TASK_SOFT_TIME_LIMIT": "180"},
+            "  - CELERY_TASK_SOFT_TIME_LIMIT (180) is not below "
+            "CELERY_TASK_TIME_LIMIT (180); expected a soft limit below the hard one",
+        ),
+        (
+            {"CELERY_TASK_TIME_LIMIT": "400"},
+            "  - CELERY_VISIBILITY_TIMEOUT (300) is not above "
+            "CELERY_TASK_TIME_LIMIT (400); expected a value above the hard time limit",
+        ),
+        (
+            {"CELERY_VISIBILITY_TIMEOUT": "150"},
+            "  - CELERY_VISIBILITY_TIMEOUT (150) is not above "
+            "CELERY_TASK_TIME_LIMIT (180); expected a value above the hard time limit",
+        ),
+    ],
+)
+def test_task_time_rule_names_the_variables_of_a_bad_combination(
+    env: dict[str, str], line: str
+) -> None:
+    result = check({**GOOD, **env})
+    assert result.returncode == 1
+    assert line in result.stderr
+    assert "Invalid configuration: 1 problem " in result.stderr
+
+
+def test_tasks_use_no_delay_the_visibility_rule_ignores() -> None:
+    """A countdown, ETA or retry delay keeps a message unacknowledged in Redis: one
+    longer than the visibility timeout is delivered twice. The registry's rule knows
+    no such delay because the tasks use none; adding one must extend the rule."""
+    from pathlib import Path
+
+    apps = Path(__file__).resolve().parents[2] / "apps"
+    words = ("countdown", "eta=", "retry_backoff", "default_retry_delay", ".retry(")
+    found = [
+        f"{path.relative_to(apps)}: {word}"
+        for path in sorted(apps.rglob("*.py"))
+        for word in words
+        if word in path.read_text()
+    ]
+    assert found == []

@@ -130,6 +130,18 @@ def test_compose_roles_health_and_stop_budgets() -> None:
     assert _seconds(services["worker"]["stop_grace_period"]) > SOFT_SHUTDOWN
 
 
+def test_compose_redis_never_evicts() -> None:
+    """The Compose Redis carries the broker, RedBeat's lock and the gate counters."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["redis"]["command"] == [
+        "redis-server",
+        "--appendonly",
+        "yes",
+        "--maxmemory-policy",
+        "noeviction",
+    ]
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_ecs_task_definition_is_a_valid_register_request(role: str) -> None:
     import botocore.session

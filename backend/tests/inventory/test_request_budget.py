@@ -42,6 +42,7 @@ def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
     url = f"redis://127.0.0.1:{port}/0"
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["LOCATION"] = url
+    caches[settings.DURABLE_REDIS_ALIAS]["LOCATION"] = url
     monkeypatch.setattr(UserRateThrottle, "timer", lambda self: FIXED_NOW)
     # This process's unsent counts start empty, as in a freshly forked worker.
     monkeypatch.setattr(api, "window_counters", WindowCounters())

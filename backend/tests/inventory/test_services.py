@@ -201,13 +201,12 @@ def test_redis_down_goes_to_the_database_path(make_product, user, settings) -> N
 
     fallbacks_before = metrics.gate_fallbacks._value.get()
     product = make_product(on_hand=2)
-    dead = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": "redis://127.0.0.1:1/0",
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
-        }
+    dead_redis = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
     }
+    dead = {"default": dead_redis, settings.DURABLE_REDIS_ALIAS: dead_redis}
     settings.CACHES = dead  # the setting_changed signal rebuilds the connections
     try:
         services.reservation_create(owner=user, sku=product.sku, quantity=2)

@@ -15,6 +15,7 @@ from tests.environment import database_port
 from tests.support.net import free_port
 from tests.support.postgres import raw_connection
 from tests.support.processes import BIN_DIR, ENTRYPOINT, assert_exit
+from tests.support.redis import start_redis, stop_redis
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -200,6 +201,33 @@ def test_worker_and_beat_still_require_redis(start_entrypoint, role: str) -> Non
         ],
         never=["role process started"],
     )
+
+
+@pytest.mark.parametrize("role", ["worker", "beat"])
+def test_worker_and_beat_warn_at_start_when_their_redis_can_evict(
+    start_entrypoint, role: str, tmp_path
+) -> None:
+    """A Redis of this test's own (the run's shared one is never reconfigured)."""
+    port = free_port()
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    redis_process = start_redis(
+        port, directory, options=["--maxmemory-policy", "allkeys-lru"]
+    )
+    try:
+        process = start_entrypoint(
+            role, *PRINT_STARTED, REDIS_URL=f"redis://127.0.0.1:{port}/0"
+        )
+        assert process.process.wait(timeout=60) == 0, process.lines
+    finally:
+        stop_redis(redis_process)
+    output = process.output()
+    assert (
+        "the Redis at REDIS_URL has maxmemory-policy allkeys-lru: under memory "
+        "pressure it can evict queued Celery tasks, RedBeat's lock and the "
+        "inventory gate counters; set noeviction (check core.W007)"
+    ) in output
+    assert "role process started" in output
 
 
 def test_arguments_after_the_role_run_instead(start_entrypoint) -> None:

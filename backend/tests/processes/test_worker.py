@@ -88,7 +88,7 @@ def test_task_longer_than_soft_shutdown_is_requeued_and_completed(
     _, stopped_after = sigterm_once_started(first, redis_client, marker)
     assert stopped_after < 10
     assert redis_client.llen(f"test:{marker}:finished") == 0
-    # The next worker gets it at once, not after the visibility timeout (2 h).
+    # The next worker gets it at once, not after the visibility timeout (5 minutes).
     start_worker()
     assert_ran_again_with_one_effect(redis_client, marker, 40, "rerun")
 

@@ -61,6 +61,11 @@ class Command(BaseCommand):
                 redis="optional" if role == "web" else "required",
             )
 
+        if role in {"worker", "beat"}:
+            # Their Redis answered the wait: one more command says whether it can
+            # evict the queue or RedBeat's lock (web does not wait for Redis).
+            self._report_redis_eviction()
+
         if needs_app_registry(role):
             import django
 
@@ -114,6 +119,28 @@ class Command(BaseCommand):
                 f"({exc.strerror}): mount a writable volume there (the image declares "
                 "its default as a VOLUME, so platforms give it the image's mode 1777)"
             ) from None
+
+    def _report_redis_eviction(self) -> None:
+        """Log the broker Redis's maxmemory-policy; warn when it can evict.
+
+        A warning, not a refusal to start (the deploy check core.W007 says the
+        same): a managed Redis's policy is the platform's, and a worker that will
+        not start loses more than one that may lose a key under memory pressure.
+        """
+        from apps.core.redis_roles import eviction_policies_read
+
+        for policy in eviction_policies_read(
+            broker_url=settings.ENV["CELERY_BROKER_URL"],
+            redis_url=settings.REDIS_URL,
+            timeout=settings.REDIS_SOCKET_TIMEOUT,
+            sentinel=settings.REDIS_SENTINEL,
+        ):
+            if policy.can_evict:
+                logger.warning("%s (check core.W007)", policy.describe())
+            elif policy.policy is None:
+                logger.info("%s (check core.I008)", policy.describe())
+            else:
+                logger.info("%s", policy.describe())
 
     def _report_connection_budget(self, role: str) -> None:
         """Log the role's PostgreSQL connection budget; warn when it is exceeded.
