@@ -13,8 +13,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 # A fixed application-wide key: every release and replica contends for the same lock.
 MIGRATION_LOCK_KEY = 0x0B4C_E5D0
-# SQLSTATE of a lock wait cancelled by lock_timeout.
-LOCK_NOT_AVAILABLE = "55P03"
+# How often a waiting replica asks for the lock again.
+LOCK_POLL_SECONDS = 0.5
 
 
 def _connect_directly(connection: BaseDatabaseWrapper) -> None:
@@ -30,6 +30,33 @@ def _connect_directly(connection: BaseDatabaseWrapper) -> None:
     }
 
 
+def _lock_wait(cursor: Any, *, started: float) -> None:
+    """Take the migration lock, asking again every LOCK_POLL_SECONDS until
+    MIGRATION_LOCK_TIMEOUT.
+
+    Not one blocking pg_advisory_lock: a waiting statement holds a snapshot, and the
+    holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to end, while
+    the waiter waits for the holder's lock: PostgreSQL then kills one of them
+    ("deadlock detected"). A short try per poll holds no snapshot for long.
+    """
+    timeout = settings.MIGRATION_LOCK_TIMEOUT
+    while True:
+        try:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
+        except OperationalError as exc:
+            raise CommandError(
+                f"migration lock wait failed: {str(exc).strip()}"
+            ) from None
+        if cursor.fetchone()[0]:
+            return
+        if time.monotonic() - started >= timeout:
+            raise CommandError(
+                f"migration lock wait timed out after {timeout}s "
+                "(MIGRATION_LOCK_TIMEOUT): another replica holds it"
+            )
+        time.sleep(LOCK_POLL_SECONDS)
+
+
 class Command(BaseCommand):
     help = "Run migrate while holding a session advisory lock (entrypoint step 3)."
 
@@ -42,27 +69,13 @@ class Command(BaseCommand):
         # transaction mode it would be released as soon as the statement ends. The
         # migrations follow on the same session (DATABASE_DIRECT_URL).
         _connect_directly(connection)
-        timeout_ms = settings.MIGRATION_LOCK_TIMEOUT * 1000
         started = time.monotonic()
         with connection.cursor() as cursor:
             # The request-sized statement_timeout (DB_STATEMENT_TIMEOUT_MS) would cancel
-            # the lock wait before MIGRATION_LOCK_TIMEOUT and any long DDL (an index
-            # build). RESET below restores the connection's own value.
+            # any long DDL (an index build). RESET below restores the connection's own.
             cursor.execute("SET statement_timeout = 0")
-            cursor.execute(f"SET lock_timeout = {int(timeout_ms)}")
             self.stderr.write("waiting for the migration lock")
-            try:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
-            except OperationalError as exc:
-                detail = str(exc).strip()
-                if getattr(exc.__cause__, "pgcode", None) == LOCK_NOT_AVAILABLE:
-                    raise CommandError(
-                        "migration lock wait timed out after "
-                        f"{settings.MIGRATION_LOCK_TIMEOUT}s (MIGRATION_LOCK_TIMEOUT): "
-                        f"another replica holds it ({detail})"
-                    ) from None
-                raise CommandError(f"migration lock wait failed: {detail}") from None
-            cursor.execute("SET lock_timeout = 0")
+            _lock_wait(cursor, started=started)
             self.stderr.write(
                 f"migration lock acquired after {time.monotonic() - started:.1f}s"
             )
