@@ -113,13 +113,19 @@ def run_pooled(script: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def migrate_pooled(bouncer: Bouncer, production_env: dict, name: str) -> dict:
+    """Run the migrate command of a pooled deployment of `name`; return its env."""
+    env = with_venv_path({**production_env, **bouncer.env(name)})
+    migrate = run_python(["manage.py", "migrate_locked"], env=env, timeout=180)
+    assert migrate.returncode == 0, migrate.stderr
+    return env
+
+
 def test_statement_timeout_cancels_a_long_query_through_pgbouncer(
     bouncer, production_env, empty_database
 ) -> None:
     name, _ = empty_database
-    env = with_venv_path({**production_env, **bouncer.env(name)})
-    migrate = run_python(["manage.py", "migrate_locked"], env=env, timeout=180)
-    assert migrate.returncode == 0, migrate.stderr
+    env = migrate_pooled(bouncer, production_env, name)
     # The migration and its session lock went past the pooler (DATABASE_DIRECT_URL).
     assert bouncer.server_connections(name) == 0
 
@@ -138,9 +144,7 @@ def test_readiness_probe_leaves_no_session_state_behind(
     bouncer, production_env, empty_database
 ) -> None:
     name, _ = empty_database
-    env = with_venv_path({**production_env, **bouncer.env(name)})
-    migrate = run_python(["manage.py", "migrate_locked"], env=env, timeout=180)
-    assert migrate.returncode == 0, migrate.stderr
+    env = migrate_pooled(bouncer, production_env, name)
     # The probe's 1 s timeout ended with its transaction: the shared server session
     # still has the role's timeout.
     output = run_pooled(PROBE_THEN_SHOW, env)
