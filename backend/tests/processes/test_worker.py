@@ -66,7 +66,11 @@ def test_sigterm_lets_the_running_task_finish(start_worker, send, redis_client) 
 
 
 def test_idle_worker_stops_at_once(start_worker) -> None:
-    worker = start_worker(CELERY_SOFT_SHUTDOWN_TIMEOUT="20")
+    # Canaries every 150 s (a quarter of the stale window), not every 15 s: on a
+    # loaded machine the next one could be running at the signal (seen in CI).
+    worker = start_worker(
+        CELERY_SOFT_SHUTDOWN_TIMEOUT="20", HEARTBEAT_STALE_SECONDS="600"
+    )
     # A worker sends itself a liveness canary as it starts (apps/core/heartbeats.py).
     # Celery's soft shutdown sleeps its whole timeout when any task is active at the
     # signal, so the stop is timed once that canary has run: idle means idle.

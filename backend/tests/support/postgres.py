@@ -109,7 +109,31 @@ def role_setting_apply(*, name: str, value: str | None) -> None:
         else:
             cursor.execute(f"{target} SET {name} = %s", [value])
     connection.close()
-    database_sessions_end(name=database)
+    from django.conf import settings
+
+    if settings.DB_POOLED:
+        # Killing PgBouncer's server sessions under it races with it handing one
+        # out ("server closed the connection unexpectedly", seen in CI): have it
+        # close them itself, as an operator would after such a change.
+        pgbouncer_console(connection, f"RECONNECT {database}")
+    else:
+        database_sessions_end(name=database)
+
+
+def pgbouncer_console(connection, command: str) -> None:
+    """Run one command on the admin console of the PgBouncer `connection` uses."""
+    console = psycopg2.connect(
+        host=connection.settings_dict["HOST"],
+        port=connection.settings_dict["PORT"],
+        user="postgres",
+        dbname="pgbouncer",
+    )
+    console.autocommit = True
+    try:
+        with console.cursor() as cursor:
+            cursor.execute(command)
+    finally:
+        console.close()
 
 
 def client_connection_kill(connection) -> None:
@@ -123,18 +147,6 @@ def client_connection_kill(connection) -> None:
         with direct_connection().cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
         return
-    console = psycopg2.connect(
-        host=connection.settings_dict["HOST"],
-        port=connection.settings_dict["PORT"],
-        user="postgres",
-        dbname="pgbouncer",
-    )
-    console.autocommit = True
-    try:
-        with console.cursor() as cursor:
-            # KILL drops the database's clients and servers, then holds new ones
-            # until RESUME.
-            cursor.execute(f"KILL {name}")
-            cursor.execute(f"RESUME {name}")
-    finally:
-        console.close()
+    # KILL drops the database's clients and servers, then holds new ones until RESUME.
+    pgbouncer_console(connection, f"KILL {name}")
+    pgbouncer_console(connection, f"RESUME {name}")
