@@ -55,11 +55,13 @@ CHECK = "inter 1s fall 2 rise 2"
 
 # --- v2: the same Dockerfile, the source with a backward-compatible change ---------
 
+# The migration v2 adds; numbered after v1's last (checked when v2's source is made).
+V2_MIGRATION = "0003_reservation_channel"
 MIGRATION = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("inventory", "0001_initial")]
+    dependencies = [("inventory", "{latest}")]
 
     operations = [
         # Nullable, no default: PostgreSQL adds it without rewriting the table, and
@@ -108,8 +110,12 @@ def v2_source(directory: Path) -> Path:
         assert text.count(old) == 1, f"v2's change no longer applies to {path}"
         target.write_text(text.replace(old, new))
     migrations = directory / "backend/apps/inventory/migrations"
-    assert sorted(p.name for p in migrations.glob("0*.py")) == ["0001_initial.py"]
-    (migrations / "0002_reservation_channel.py").write_text(MIGRATION)
+    # v2 adds the next migration after v1's last one.
+    latest = sorted(p.stem for p in migrations.glob("0*.py"))[-1]
+    (migrations / f"{V2_MIGRATION}.py").write_text(
+        MIGRATION.replace("{latest}", latest)
+    )
+    assert int(V2_MIGRATION[:4]) == int(latest[:4]) + 1, latest
     return directory
 
 
@@ -357,7 +363,7 @@ def test_rolling_release_and_rollback_under_load(
             "run", "--rm", "--network", docker_network, *env, V2_DOCKER_IMAGE,
             "migrate", timeout=300,
         )  # fmt: skip
-        assert "Applying inventory.0002_reservation_channel... OK" in migrated.stdout
+        assert f"Applying inventory.{V2_MIGRATION}... OK" in migrated.stdout
         schema_changed = time.monotonic()
 
         # 4. Replace web1, web2 with v2; then roll back to v1 the same way.
