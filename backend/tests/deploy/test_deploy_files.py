@@ -210,10 +210,14 @@ def test_kubernetes_manifests_validate_strictly() -> None:
             "Deployment",
             "Deployment",
             "Deployment",
+            "Deployment",
             "Job",
             "Service",
+            "Service",
+            "PodDisruptionBudget",
             "PodDisruptionBudget",
             "HorizontalPodAutoscaler",
+            "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
@@ -254,6 +258,15 @@ def test_kubernetes_network_policy_admits_only_the_ingress_and_prometheus() -> N
     (rule,) = worker["ingress"]
     assert sources(rule) == {"monitoring"}
     assert rule["ports"] == [{"protocol": "TCP", "port": 9808}]
+    # PgBouncer: the inventory pods only, on its port.
+    pooler = policies["inventory-pgbouncer-from-inventory"]
+    assert pooler["podSelector"]["matchLabels"] == {
+        **inventory,
+        "app.kubernetes.io/component": "pgbouncer",
+    }
+    (rule,) = pooler["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": inventory}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
     # With the policy, only the ingress reaches web: trust forwarded headers from
     # private addresses, never from anyone.
     (config,) = [d for _, d in _k8s_documents() if d["kind"] == "ConfigMap"]
@@ -610,10 +623,8 @@ PLATFORMS = {
 }
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) -> None:
-    """DB_EXPECTED_REPLICAS is each service's most containers at once, and web plus
-    worker at those counts fit max_connections 100 minus DB_RESERVED_CONNECTIONS."""
+def _platform_budgets(platform: str, tmp_path: Path) -> list:
+    """Each role's connection budget at the platform's shipped maxima."""
     from apps.core.cpus import worker_count
     from apps.core.db_budget import ConnectionBudget, connections_per_container
     from config.env import load
@@ -647,6 +658,7 @@ def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) ->
                 )
             env = load({**values, "GUNICORN_WORKERS": str(workers)})
         per_container, formula = connections_per_container(role=role, env=env)
+        pooled = env["DB_POOL_MODE"] == "transaction"
         budget = ConnectionBudget(
             role=role,
             per_container=per_container,
@@ -654,11 +666,79 @@ def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) ->
             replicas=env["DB_EXPECTED_REPLICAS"],
             server_max=DEFAULT_MAX_CONNECTIONS,
             reserved=env["DB_RESERVED_CONNECTIONS"],
+            pool_size=env["DB_POOL_SIZE"] if pooled else None,
+            pool_max_clients=env["DB_POOL_MAX_CLIENTS"] if pooled else None,
         )
         assert "DB_EXPECTED_REPLICAS" in platform_env, (platform, role)
         assert budget.replicas == most_containers, (platform, budget.describe())
-        assert not budget.exceeded, budget.describe()
         budgets.append(budget)
+    return budgets
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) -> None:
+    """DB_EXPECTED_REPLICAS is each service's most containers at once, and web plus
+    worker at those counts fit max_connections 100 minus DB_RESERVED_CONNECTIONS, or
+    through a pooler its client limit, with its pool within max_connections."""
+    budgets = _platform_budgets(platform, tmp_path)
+    for budget in budgets:
+        assert not budget.exceeded, budget.describe()
     # The start-up check compares each role alone; together they share the server.
     total = sum(b.needed for b in budgets)
-    assert total <= budgets[0].available, [b.describe() for b in budgets]
+    if budgets[0].pooled:
+        assert total <= budgets[0].pool_max_clients, [b.describe() for b in budgets]
+    else:
+        assert total <= budgets[0].available, [b.describe() for b in budgets]
+
+
+def _pgbouncer_deployment() -> tuple[int, dict[str, str]]:
+    documents = [
+        d
+        for d in yaml.safe_load_all(
+            (ROOT / "deploy" / "k8s" / "pgbouncer.yaml").read_text()
+        )
+        if d
+    ]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment["spec"]["replicas"], {
+        item["name"]: item["value"] for item in container["env"]
+    }
+
+
+def test_kubernetes_scales_past_one_database_through_pgbouncer(tmp_path) -> None:
+    """The shipped maxima are those of a pooled server (10 web, 10 workers), and the
+    ConfigMap's pooler figures are what pgbouncer.yaml runs: the connection budget
+    then counts what PostgreSQL and the pooler really hold."""
+    hpa = yaml.safe_load((ROOT / "deploy" / "k8s" / "hpa.yaml").read_text())
+    keda = _keda_documents()["ScaledObject"]
+    assert hpa["spec"]["maxReplicas"] >= 10
+    assert keda["spec"]["maxReplicaCount"] >= 10
+    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "configmap.yaml").read_text())[
+        "data"
+    ]
+    replicas, pooler = _pgbouncer_deployment()
+    assert replicas >= 2
+    assert config["DB_POOL_MODE"] == "transaction"
+    assert pooler["POOL_MODE"] == "transaction"
+    assert int(config["DB_POOL_SIZE"]) == replicas * (
+        int(pooler["DEFAULT_POOL_SIZE"]) + int(pooler["RESERVE_POOL_SIZE"])
+    )
+    assert int(config["DB_POOL_MAX_CLIENTS"]) == replicas * int(
+        pooler["MAX_CLIENT_CONN"]
+    )
+    # A rollout never runs a third pooler, whose pool PostgreSQL would also hold.
+    (deployment,) = [
+        d
+        for d in yaml.safe_load_all(
+            (ROOT / "deploy" / "k8s" / "pgbouncer.yaml").read_text()
+        )
+        if d and d["kind"] == "Deployment"
+    ]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    # Every client at the maxima (and beat's one) fits one pooler alone, the other
+    # one restarting; the pools fit PostgreSQL's default max_connections.
+    budgets = _platform_budgets("kubernetes", tmp_path)
+    assert all(b.pooled for b in budgets)
+    assert sum(b.needed for b in budgets) + 1 <= int(pooler["MAX_CLIENT_CONN"])
+    assert budgets[0].pool_size <= budgets[0].available
