@@ -110,7 +110,10 @@ def _seconds(value: str) -> int:
 
 def test_compose_roles_health_and_stop_budgets() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert set(services) == {"db", "redis", *ROLES}
+    scale = {"pgbouncer", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert set(services) == {"db", "redis", *ROLES, *scale}
+    # The optional services start only with `--profile scale`.
+    assert {n for n, s in services.items() if s.get("profiles") == ["scale"]} == scale
     assert services["db"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     for name, service in services.items():
@@ -131,15 +134,14 @@ def test_compose_roles_health_and_stop_budgets() -> None:
 
 
 def test_compose_redis_never_evicts() -> None:
-    """The Compose Redis carries the broker, RedBeat's lock and the gate counters."""
+    """The Compose Redis carries the broker, RedBeat's lock and the gate counters;
+    its replica (profile `scale`) becomes the primary after a failover."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert services["redis"]["command"] == [
-        "redis-server",
-        "--appendonly",
-        "yes",
-        "--maxmemory-policy",
-        "noeviction",
-    ]
+    for name in ("redis", "redis-replica"):
+        command = services[name]["command"]
+        policy = command.index("--maxmemory-policy")
+        assert command[policy + 1] == "noeviction", name
+        assert command[command.index("--appendonly") + 1] == "yes", name
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -742,3 +744,30 @@ def test_kubernetes_scales_past_one_database_through_pgbouncer(tmp_path) -> None
     assert all(b.pooled for b in budgets)
     assert sum(b.needed for b in budgets) + 1 <= int(pooler["MAX_CLIENT_CONN"])
     assert budgets[0].pool_size <= budgets[0].available
+
+
+def test_ecs_rds_proxy_requests_validate_and_outlive_django_connections() -> None:
+    """deploy/ecs/rds-proxy.json: each request valid for the RDS API, a PostgreSQL
+    proxy that requires TLS, and idle clients kept longer than Django keeps an idle
+    connection (else the proxy drops connections Django still counts on)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    requests = json.loads((ROOT / "deploy" / "ecs" / "rds-proxy.json").read_text())
+    model = botocore.session.get_session().get_service_model("rds")
+    for operation in (
+        "CreateDBProxy",
+        "RegisterDBProxyTargets",
+        "ModifyDBProxyTargetGroup",
+    ):
+        key = operation[0].lower() + operation[1:]
+        shape = model.operation_model(operation).input_shape
+        report = ParamValidator().validate(requests[key], shape)
+        assert not report.has_errors(), report.generate_report()
+    proxy = requests["createDBProxy"]
+    assert proxy["EngineFamily"] == "POSTGRESQL"
+    assert proxy["RequireTLS"] is True
+    conn_max_age = REGISTRY["DB_CONN_MAX_AGE"].default
+    assert proxy["IdleClientTimeout"] > conn_max_age
+    pool = requests["modifyDBProxyTargetGroup"]["ConnectionPoolConfig"]
+    assert 0 < pool["MaxConnectionsPercent"] <= 90
