@@ -223,6 +223,9 @@ def wait_probe(probe: dict, container: str, network: str) -> tuple[float, str]:
 
 @pytest.mark.timeout(900)
 def test_manifests_play_and_every_probe_passes(podman_network, tmp_path) -> None:
+    """PgBouncer's manifest first, then migrate, web, worker and beat: every probe
+    passes, every app session reaches PostgreSQL from the pooler, and each pod stops
+    within its grace period."""
     direct_url, redis_url, db = start_backing(podman_network)
     figures: dict[str, float] = {}
 
