@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 import requests
+from celery import Celery
 
 from tests.support.net import free_port
 from tests.support.postgres import TlsPostgres
@@ -143,8 +144,9 @@ def test_every_role_runs_over_verified_tls(
     )
     assert reserved.status_code == 201, reserved.text
 
-    # Beat schedules onto the test's queue (its first CELERY_WORKER_QUEUES entry);
-    # the expiry sweep it sends at start runs on the worker over TLS.
+    # Beat schedules onto the test's queue (its first CELERY_WORKER_QUEUES entry):
+    # its Redis-server check, due at start, reconciles on the worker from the stock
+    # rows, over TLS.
     worker = start_entrypoint(
         "worker",
         *WORKER_COMMAND,
@@ -155,6 +157,13 @@ def test_every_role_runs_over_verified_tls(
     worker.wait_for_line(lambda line: "ready." in line, 90)
     beat = start_entrypoint("beat", CELERY_WORKER_QUEUES=queue, **env)
     beat.wait_for_line(lambda line: "Sending due task" in line, 90)
+    worker.wait_for_line(
+        lambda line: "inventory.gate_check_server" in line and "succeeded" in line,
+        60,
+    )
+    # The expiry sweep (beat sends it every minute) as a task on that worker.
+    sender = Celery(broker=private_redis, set_as_current=False)
+    sender.send_task("inventory.expire_reservations", queue=queue)
 
     def status_of_overdue() -> str:
         connection = psycopg2.connect(
@@ -170,11 +179,7 @@ def test_every_role_runs_over_verified_tls(
         finally:
             connection.close()
 
-    wait_until(lambda: status_of_overdue() == "expired", 90, "beat's expiry sweep")
-    worker.wait_for_line(
-        lambda line: "inventory.expire_reservations" in line and "succeeded" in line,
-        30,
-    )
+    wait_until(lambda: status_of_overdue() == "expired", 60, "the expiry task")
 
     # Every session the roles opened to this server is encrypted (the Unix socket
     # of this query aside).
