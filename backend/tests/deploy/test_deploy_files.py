@@ -110,7 +110,10 @@ def _seconds(value: str) -> int:
 
 def test_compose_roles_health_and_stop_budgets() -> None:
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert set(services) == {"db", "redis", *ROLES}
+    scale = {"pgbouncer", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+    assert set(services) == {"db", "redis", *ROLES, *scale}
+    # The optional services start only with `--profile scale`.
+    assert {n for n, s in services.items() if s.get("profiles") == ["scale"]} == scale
     assert services["db"]["image"] == "postgres:16"
     assert services["redis"]["image"] == "redis:7"
     for name, service in services.items():
@@ -131,15 +134,14 @@ def test_compose_roles_health_and_stop_budgets() -> None:
 
 
 def test_compose_redis_never_evicts() -> None:
-    """The Compose Redis carries the broker, RedBeat's lock and the gate counters."""
+    """The Compose Redis carries the broker, RedBeat's lock and the gate counters;
+    its replica (profile `scale`) becomes the primary after a failover."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert services["redis"]["command"] == [
-        "redis-server",
-        "--appendonly",
-        "yes",
-        "--maxmemory-policy",
-        "noeviction",
-    ]
+    for name in ("redis", "redis-replica"):
+        command = services[name]["command"]
+        policy = command.index("--maxmemory-policy")
+        assert command[policy + 1] == "noeviction", name
+        assert command[command.index("--appendonly") + 1] == "yes", name
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -210,10 +212,14 @@ def test_kubernetes_manifests_validate_strictly() -> None:
             "Deployment",
             "Deployment",
             "Deployment",
+            "Deployment",
             "Job",
             "Service",
+            "Service",
+            "PodDisruptionBudget",
             "PodDisruptionBudget",
             "HorizontalPodAutoscaler",
+            "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
             "NetworkPolicy",
@@ -254,6 +260,15 @@ def test_kubernetes_network_policy_admits_only_the_ingress_and_prometheus() -> N
     (rule,) = worker["ingress"]
     assert sources(rule) == {"monitoring"}
     assert rule["ports"] == [{"protocol": "TCP", "port": 9808}]
+    # PgBouncer: the inventory pods only, on its port.
+    pooler = policies["inventory-pgbouncer-from-inventory"]
+    assert pooler["podSelector"]["matchLabels"] == {
+        **inventory,
+        "app.kubernetes.io/component": "pgbouncer",
+    }
+    (rule,) = pooler["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": inventory}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
     # With the policy, only the ingress reaches web: trust forwarded headers from
     # private addresses, never from anyone.
     (config,) = [d for _, d in _k8s_documents() if d["kind"] == "ConfigMap"]
@@ -610,10 +625,8 @@ PLATFORMS = {
 }
 
 
-@pytest.mark.parametrize("platform", sorted(PLATFORMS))
-def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) -> None:
-    """DB_EXPECTED_REPLICAS is each service's most containers at once, and web plus
-    worker at those counts fit max_connections 100 minus DB_RESERVED_CONNECTIONS."""
+def _platform_budgets(platform: str, tmp_path: Path) -> list:
+    """Each role's connection budget at the platform's shipped maxima."""
     from apps.core.cpus import worker_count
     from apps.core.db_budget import ConnectionBudget, connections_per_container
     from config.env import load
@@ -647,6 +660,7 @@ def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) ->
                 )
             env = load({**values, "GUNICORN_WORKERS": str(workers)})
         per_container, formula = connections_per_container(role=role, env=env)
+        pooled = env["DB_POOL_MODE"] == "transaction"
         budget = ConnectionBudget(
             role=role,
             per_container=per_container,
@@ -654,11 +668,106 @@ def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) ->
             replicas=env["DB_EXPECTED_REPLICAS"],
             server_max=DEFAULT_MAX_CONNECTIONS,
             reserved=env["DB_RESERVED_CONNECTIONS"],
+            pool_size=env["DB_POOL_SIZE"] if pooled else None,
+            pool_max_clients=env["DB_POOL_MAX_CLIENTS"] if pooled else None,
         )
         assert "DB_EXPECTED_REPLICAS" in platform_env, (platform, role)
         assert budget.replicas == most_containers, (platform, budget.describe())
-        assert not budget.exceeded, budget.describe()
         budgets.append(budget)
+    return budgets
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) -> None:
+    """DB_EXPECTED_REPLICAS is each service's most containers at once, and web plus
+    worker at those counts fit max_connections 100 minus DB_RESERVED_CONNECTIONS, or
+    through a pooler its client limit, with its pool within max_connections."""
+    budgets = _platform_budgets(platform, tmp_path)
+    for budget in budgets:
+        assert not budget.exceeded, budget.describe()
     # The start-up check compares each role alone; together they share the server.
     total = sum(b.needed for b in budgets)
-    assert total <= budgets[0].available, [b.describe() for b in budgets]
+    if budgets[0].pooled:
+        assert total <= budgets[0].pool_max_clients, [b.describe() for b in budgets]
+    else:
+        assert total <= budgets[0].available, [b.describe() for b in budgets]
+
+
+def _pgbouncer_deployment() -> tuple[int, dict[str, str]]:
+    documents = [
+        d
+        for d in yaml.safe_load_all(
+            (ROOT / "deploy" / "k8s" / "pgbouncer.yaml").read_text()
+        )
+        if d
+    ]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return deployment["spec"]["replicas"], {
+        item["name"]: item["value"] for item in container["env"]
+    }
+
+
+def test_kubernetes_scales_past_one_database_through_pgbouncer(tmp_path) -> None:
+    """The shipped maxima are those of a pooled server (10 web, 10 workers), and the
+    ConfigMap's pooler figures are what pgbouncer.yaml runs: the connection budget
+    then counts what PostgreSQL and the pooler really hold."""
+    hpa = yaml.safe_load((ROOT / "deploy" / "k8s" / "hpa.yaml").read_text())
+    keda = _keda_documents()["ScaledObject"]
+    assert hpa["spec"]["maxReplicas"] >= 10
+    assert keda["spec"]["maxReplicaCount"] >= 10
+    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "configmap.yaml").read_text())[
+        "data"
+    ]
+    replicas, pooler = _pgbouncer_deployment()
+    assert replicas >= 2
+    assert config["DB_POOL_MODE"] == "transaction"
+    assert pooler["POOL_MODE"] == "transaction"
+    assert int(config["DB_POOL_SIZE"]) == replicas * (
+        int(pooler["DEFAULT_POOL_SIZE"]) + int(pooler["RESERVE_POOL_SIZE"])
+    )
+    assert int(config["DB_POOL_MAX_CLIENTS"]) == replicas * int(
+        pooler["MAX_CLIENT_CONN"]
+    )
+    # A rollout never runs a third pooler, whose pool PostgreSQL would also hold.
+    (deployment,) = [
+        d
+        for d in yaml.safe_load_all(
+            (ROOT / "deploy" / "k8s" / "pgbouncer.yaml").read_text()
+        )
+        if d and d["kind"] == "Deployment"
+    ]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    # Every client at the maxima (and beat's one) fits one pooler alone, the other
+    # one restarting; the pools fit PostgreSQL's default max_connections.
+    budgets = _platform_budgets("kubernetes", tmp_path)
+    assert all(b.pooled for b in budgets)
+    assert sum(b.needed for b in budgets) + 1 <= int(pooler["MAX_CLIENT_CONN"])
+    assert budgets[0].pool_size <= budgets[0].available
+
+
+def test_ecs_rds_proxy_requests_validate_and_outlive_django_connections() -> None:
+    """deploy/ecs/rds-proxy.json: each request valid for the RDS API, a PostgreSQL
+    proxy that requires TLS, and idle clients kept longer than Django keeps an idle
+    connection (else the proxy drops connections Django still counts on)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    requests = json.loads((ROOT / "deploy" / "ecs" / "rds-proxy.json").read_text())
+    model = botocore.session.get_session().get_service_model("rds")
+    for operation in (
+        "CreateDBProxy",
+        "RegisterDBProxyTargets",
+        "ModifyDBProxyTargetGroup",
+    ):
+        key = operation[0].lower() + operation[1:]
+        shape = model.operation_model(operation).input_shape
+        report = ParamValidator().validate(requests[key], shape)
+        assert not report.has_errors(), report.generate_report()
+    proxy = requests["createDBProxy"]
+    assert proxy["EngineFamily"] == "POSTGRESQL"
+    assert proxy["RequireTLS"] is True
+    conn_max_age = REGISTRY["DB_CONN_MAX_AGE"].default
+    assert proxy["IdleClientTimeout"] > conn_max_age
+    pool = requests["modifyDBProxyTargetGroup"]["ConnectionPoolConfig"]
+    assert 0 < pool["MaxConnectionsPercent"] <= 90

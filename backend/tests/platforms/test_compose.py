@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.containers import docker, run
+from tests.support.containers import (
+    PGBOUNCER_IMAGE,
+    docker,
+    run,
+    standin_image_ensure,
+)
 from tests.support.processes import ROOT
 
 BASE = "http://127.0.0.1:5000"
@@ -104,11 +110,13 @@ def stack(docker_image, docker_cli_config, tmp_path) -> Iterator[Stack]:
     )
 
 
-def api(token: str, method: str, path: str, **kwargs) -> requests.Response:
+def api(
+    token: str, method: str, path: str, headers: dict | None = None, **kwargs
+) -> requests.Response:
     return requests.request(
         method,
         f"{BASE}/api/v1{path}",
-        headers={"Authorization": f"Token {token}"},
+        headers={"Authorization": f"Token {token}", **(headers or {})},
         timeout=10,
         **kwargs,
     )
@@ -322,3 +330,157 @@ def test_compose_replaces_a_worker_whose_consumer_froze(stack: Stack) -> None:
     print(json.dumps(figures))
     # The windows this test configures, with room for a loaded machine.
     assert figures["frozen_to_unhealthy_s"] <= 10 + 5
+
+
+def guide_scale_profile() -> tuple[list[str], str]:
+    """The .env lines and the `up` command of the guide's Compose scale section."""
+    text = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    section = text.split("### Compose: PgBouncer and Sentinel", 1)[1].split("\n## ")[0]
+    (env_block,) = re.findall(r"```env\n(.*?)```", section, flags=re.S)
+    (command,) = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("docker compose")
+    ]
+    return env_block.strip().splitlines(), command
+
+
+def psql(stack: Stack, query: str) -> list[list[str]]:
+    out = stack.compose(
+        "exec", "-T", "db", "psql", "-U", "app", "-d", "app", "-At", "-F", "|",
+        "-c", query,
+    ).stdout  # fmt: skip
+    return [line.split("|") for line in out.splitlines() if line]
+
+
+@pytest.mark.timeout(900)
+def test_compose_scale_profile(stack: Stack) -> None:
+    """The `scale` profile as the guide enables it: PgBouncer carries every session
+    of web, worker and beat; SIGKILL of the Redis primary under reservations is
+    followed by Sentinel's promotion, and web, worker and beat carry on without a
+    restart; the books agree."""
+    standin_image_ensure(image=PGBOUNCER_IMAGE, containerfile="Containerfile.pgbouncer")
+    lines, command = guide_scale_profile()
+    assert command == "docker compose --profile scale up -d"
+    stack.sh("cp .env.example .env")
+    with (stack.directory / ".env").open("a") as env:
+        env.write("\n".join(lines) + "\n")
+    # Later commands (run, exec, logs, kill) see the profile's services too.
+    stack.env["COMPOSE_PROFILES"] = "scale"
+    figures: dict[str, float] = {}
+    started = time.monotonic()
+    stack.sh(command + " --no-build --wait", timeout=400)
+    figures["up_to_healthy_s"] = round(time.monotonic() - started, 1)
+    services = ("web", "worker", "beat", "pgbouncer", "redis", "redis-replica")
+    for service in (*services, "sentinel-1", "sentinel-2", "sentinel-3"):
+        state = stack.inspect(service)["State"]
+        assert state["Health"]["Status"] == "healthy", (service, state)
+
+    # Every client session of the app's database (but this psql's) comes from
+    # PgBouncer's address: web, worker and beat hold none of their own. (Through
+    # the pooler a server session's application_name is its last client's.)
+    pooler = stack.inspect("pgbouncer")["NetworkSettings"]["Networks"]
+    pooler_addresses = {network["IPAddress"] for network in pooler.values()}
+    assert requests.get(f"{BASE}/health/ready/", timeout=10).json()["status"] == "ok"
+    sessions = psql(
+        stack,
+        "SELECT host(client_addr), application_name FROM pg_stat_activity "
+        "WHERE datname = 'app' AND backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid()",
+    )
+    assert sessions, "no session through the pooler"
+    assert {address for address, _ in sessions} <= pooler_addresses, sessions
+
+    # A token, as the guide's first-admin commands make it.
+    text = (ROOT / "DEPLOYMENT_GUIDE.md").read_text()
+    token = ""
+    for line in _section_commands(text, "## First admin: superuser and API token"):
+        line = line.replace("<password>", uuid.uuid4().hex).replace(
+            "<username>", "admin"
+        )
+        found = re.search(r"Generated token ([0-9a-f]{40})", stack.sh(line).stdout)
+        token = found.group(1) if found else token
+    assert token
+    sku = f"SCALE-{uuid.uuid4().hex[:6].upper()}"
+    assert api(token, "POST", "/products/", json={"sku": sku, "name": "S"}).ok
+    assert api(token, "POST", f"/products/{sku}/restock/", json={"quantity": 500}).ok
+
+    # Reservations from one client while the primary is SIGKILLed.
+    outcomes: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def reserve() -> None:
+        while not stop.is_set():
+            try:
+                status = api(
+                    token,
+                    "POST",
+                    "/reservations/",
+                    json={"sku": sku, "quantity": 1, "ttl_seconds": 600},
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                ).status_code
+            except requests.RequestException:
+                status = 0
+            outcomes.append((time.monotonic(), status))
+            time.sleep(0.05)
+
+    client = threading.Thread(target=reserve, daemon=True)
+    client.start()
+    time.sleep(3)
+
+    def master() -> str:
+        return stack.compose(
+            "exec", "-T", "sentinel-1", "redis-cli", "-p", "26379",
+            "sentinel", "get-master-addr-by-name", "mymaster", check=False,
+        ).stdout.split("\n")[0]  # fmt: skip
+
+    assert master() == "redis"
+
+    def reconciles() -> int:
+        # Also logged once at start, when no server was marked yet.
+        return stack.compose("logs", "worker").stdout.count("Redis is another server")
+
+    before = reconciles()
+    restarts = {s: stack.inspect(s)["RestartCount"] for s in ("web", "worker", "beat")}
+    stack.compose("kill", "redis")
+    killed = time.monotonic()
+    while master() != "redis-replica":
+        assert time.monotonic() - killed < 60, stack.compose("logs", "sentinel-1")
+        time.sleep(0.5)
+    figures["replica_promoted_s"] = round(time.monotonic() - killed, 1)
+    # Reservations are accepted after the promotion.
+    while not [s for t, s in outcomes if t > time.monotonic() - 1 and s == 201]:
+        assert time.monotonic() - killed < 90, outcomes[-5:]
+        time.sleep(0.5)
+    # Beat's server check sees another Redis and a worker reconciles on it: both
+    # follow the new master (the broker and RedBeat through the sentinels).
+    while reconciles() == before:
+        assert time.monotonic() - killed < 120, stack.compose("logs", "beat").stdout
+        time.sleep(2)
+    figures["reconciled_on_new_master_s"] = round(time.monotonic() - killed, 1)
+    time.sleep(2)
+    stop.set()
+    client.join(timeout=15)
+    accepted = [s for _, s in outcomes].count(201)
+    failed = [(round(t - killed, 1), s) for t, s in outcomes if s != 201]
+    figures.update(requests=len(outcomes), accepted=accepted, failed=len(failed))
+    print("compose scale profile figures:", json.dumps(figures))
+    # The database path decides while the gate is away: nothing is refused.
+    assert failed == [], failed
+    assert {
+        s: stack.inspect(s)["RestartCount"] for s in ("web", "worker", "beat")
+    } == restarts
+
+    # The books (the stack's only product): every acknowledged reservation is a
+    # row; stock equals the ledger.
+    ((rows,),) = psql(stack, "SELECT count(*) FROM inventory_reservation")
+    assert int(rows) == accepted
+    ((on_hand, reserved, ledger_on_hand, ledger_reserved),) = psql(
+        stack,
+        "SELECT (SELECT on_hand FROM inventory_stock), (SELECT reserved FROM "
+        "inventory_stock), (SELECT sum(on_hand_delta) FROM inventory_stockmovement), "
+        "(SELECT sum(reserved_delta) FROM inventory_stockmovement)",
+    )
+    assert (on_hand, reserved) == (ledger_on_hand, ledger_reserved)
+    assert (int(on_hand), int(reserved)) == (500, accepted)

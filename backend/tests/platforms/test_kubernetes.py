@@ -7,13 +7,18 @@ copy with exactly these adaptations (and nothing else):
    `kubectl create secret` step puts in.
 2. The migrate `Job` -> its pod template as a `Pod` (restartPolicy: Never): kube play
    has no kind Job.
-3. Deployments' `replicas` -> 1: podman 4.3 publishes every containerPort on the
-   host, so a second replica collides on the port (Kubernetes gives each pod its own
-   address and publishes nothing).
+3. Deployments' `replicas` -> 1 and containers' `ports` dropped: podman 4.3
+   publishes every containerPort on the host, so a second replica collides on the
+   port, and PgBouncer's 5432 with the host's PostgreSQL (Kubernetes gives each pod
+   its own address and publishes nothing; the test reaches pods by address).
 4. Volume names made unique per manifest: podman 4.3 backs an `emptyDir` with a
    volume named after it, which every pod using that name shares (Kubernetes gives
    each pod its own).
 The image tag placeholder is replaced, as the guide's step 2 tells operators to.
+PgBouncer (pgbouncer.yaml) runs from its image, or where no registry serves it,
+from the stand-in tests/support/standins builds with the same interface; kube play
+has no Services, so the app reaches the pooler pod by its address, as the Service
+would route it.
 Probes: podman runs none on its own here (no systemd timers), so each container's
 startup, readiness and liveness probes are run as the kubelet runs them: exec probes
 inside the container with its environment (`podman exec`), HTTP probes against the
@@ -33,7 +38,12 @@ import pytest
 import requests
 import yaml
 
-from tests.support.containers import IMAGE, run
+from tests.support.containers import (
+    IMAGE,
+    PGBOUNCER_IMAGE,
+    run,
+    standin_image_ensure,
+)
 from tests.support.processes import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
@@ -49,7 +59,7 @@ def load(name: str) -> list[dict]:
 
 
 def container_spec(name: str) -> dict:
-    (document,) = load(name)
+    (document,) = [d for d in load(name) if d["kind"] in ("Deployment", "Job")]
     template = document["spec"].get("template", document["spec"])
     return template["spec"]["containers"][0]
 
@@ -71,7 +81,8 @@ def address(container: str, network: str) -> str:
     return data["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
-def start_backing(network: str) -> tuple[str, str]:
+def start_backing(network: str) -> tuple[str, str, str]:
+    """Start PostgreSQL and Redis; return their URLs and the database container."""
     suffix = uuid.uuid4().hex[:6]
     db, cache = f"kdb-{suffix}", f"kredis-{suffix}"
     podman(
@@ -89,12 +100,14 @@ def start_backing(network: str) -> tuple[str, str]:
     return (
         f"postgres://app:app-password@{address(db, network)}:5432/app",
         f"redis://{address(cache, network)}:6379/0",
+        db,
     )
 
 
 def adapted(name: str, directory: Path) -> Path:
     """Write the test copy of one manifest (see the module docstring)."""
-    documents = load(name)
+    # Workloads only: kube play has no Service or PodDisruptionBudget to act on.
+    documents = [d for d in load(name) if d["kind"] in ("Deployment", "Job", "Pod")]
     out = []
     for document in documents:
         if document["kind"] == "Job":
@@ -116,7 +129,9 @@ def adapted(name: str, directory: Path) -> Path:
         for volume in pod.get("volumes", []):
             volume["name"] = unique[volume["name"]]
         for container in pod["containers"]:
-            container["image"] = f"localhost/{IMAGE}"
+            if "inventory-backend" in container["image"]:
+                container["image"] = f"localhost/{IMAGE}"
+            container.pop("ports", None)
             for mount in container.get("volumeMounts", []):
                 mount["name"] = unique[mount["name"]]
             for source in container.get("envFrom", []):
@@ -128,24 +143,36 @@ def adapted(name: str, directory: Path) -> Path:
     return path
 
 
-def secrets_configmap(directory: Path, database_url: str, redis_url: str) -> Path:
-    path = directory / "secrets-as-configmap.yaml"
+def secret_as_configmap(directory: Path, name: str, data: dict[str, str]) -> Path:
+    path = directory / f"{name}-as-configmap.yaml"
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": "inventory-secrets"},
-                "data": {
-                    "DJANGO_SECRET_KEY": "k8s-" + "q7" * 30,
-                    "DATABASE_URL": database_url,
-                    "REDIS_URL": redis_url,
-                    "METRICS_TOKEN": "k8s-metrics-token-" + "t" * 16,
-                },
+                "metadata": {"name": name},
+                "data": data,
             }
         )
     )
     return path
+
+
+def secrets_configmap(
+    directory: Path, database_url: str, redis_url: str, direct_url: str
+) -> Path:
+    """The guide's "inventory-secrets": DATABASE_URL is the pooler."""
+    return secret_as_configmap(
+        directory,
+        "inventory-secrets",
+        {
+            "DJANGO_SECRET_KEY": "k8s-" + "q7" * 30,
+            "DATABASE_URL": database_url,
+            "DATABASE_DIRECT_URL": direct_url,
+            "REDIS_URL": redis_url,
+            "METRICS_TOKEN": "k8s-metrics-token-" + "t" * 16,
+        },
+    )
 
 
 def play(path: Path, network: str, configmaps: list[Path]) -> None:
@@ -196,12 +223,29 @@ def wait_probe(probe: dict, container: str, network: str) -> tuple[float, str]:
 
 @pytest.mark.timeout(900)
 def test_manifests_play_and_every_probe_passes(podman_network, tmp_path) -> None:
-    database_url, redis_url = start_backing(podman_network)
+    """PgBouncer's manifest first, then migrate, web, worker and beat: every probe
+    passes, every app session reaches PostgreSQL from the pooler, and each pod stops
+    within its grace period."""
+    direct_url, redis_url, db = start_backing(podman_network)
+    figures: dict[str, float] = {}
+
+    # PgBouncer first (as the guide orders it), from its own Secret.
+    standin_image_ensure(image=PGBOUNCER_IMAGE, containerfile="Containerfile.pgbouncer")
+    pooler_secret = secret_as_configmap(
+        tmp_path, "inventory-pgbouncer", {"DATABASE_URL": direct_url}
+    )
+    play(adapted("pgbouncer.yaml", tmp_path), podman_network, [pooler_secret])
+    pooler = pod_container("inventory-pgbouncer", "pgbouncer")
+    pooler_spec = container_spec("pgbouncer.yaml")
+    wait_probe(pooler_spec["readinessProbe"], pooler, podman_network)
+    passed, said = run_probe(pooler_spec["livenessProbe"], pooler, podman_network)
+    assert passed, said
+    pooler_address = address(pooler, podman_network)
+    database_url = direct_url.replace(address(db, podman_network), pooler_address)
     configmaps = [
         K8S / "configmap.yaml",
-        secrets_configmap(tmp_path, database_url, redis_url),
+        secrets_configmap(tmp_path, database_url, redis_url, direct_url),
     ]
-    figures: dict[str, float] = {}
 
     play(adapted("migrate-job.yaml", tmp_path), podman_network, configmaps)
     migrate = pod_container("inventory-migrate", "migrate")
@@ -237,6 +281,21 @@ def test_manifests_play_and_every_probe_passes(podman_network, tmp_path) -> None
         if "exec" in probes["livenessProbe"]:
             converted = podman("healthcheck", "run", container, check=False)
             assert converted.returncode == 0, (role, converted.stdout)
+
+    # Web, worker and beat reached PostgreSQL only through the pooler: every
+    # session of theirs comes from the pooler's address.
+    sessions = podman(
+        "exec", db, "psql", "-U", "app", "-d", "app", "-At", "-F", " ", "-c",
+        "SELECT application_name, client_addr FROM pg_stat_activity"
+        " WHERE application_name LIKE 'backend-%'",
+    ).stdout.split("\n")  # fmt: skip
+    by_role: dict[str, set[str]] = {}
+    for line in filter(None, sessions):
+        name, _, client = line.partition(" ")
+        by_role.setdefault(name, set()).add(client)
+    assert "backend-web" in by_role, sessions
+    for name in ("backend-web", "backend-worker", "backend-beat"):
+        assert by_role.get(name, {pooler_address}) == {pooler_address}, by_role
 
     for role in ROLES:
         container = pod_container(f"inventory-{role}", role)

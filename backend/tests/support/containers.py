@@ -52,6 +52,33 @@ def docker_image_from_buildah() -> str:
     return DOCKER_IMAGE
 
 
+# Images the shipped files name that no registry serves here: built from Debian
+# packages (tests/support/standins/) when the engine lacks the real one.
+PGBOUNCER_IMAGE = "docker.io/edoburu/pgbouncer:1.23.1"
+STANDINS = Path(__file__).with_name("standins")
+
+
+def standin_image_ensure(*, image: str, containerfile: str) -> str:
+    """Make `image` available to buildah/podman and, when it runs, Docker.
+
+    A real image already present (pulled on a machine that reaches a registry) is
+    used as it is; otherwise the stand-in is built under the same name.
+    """
+    present = buildah("inspect", "--type", "image", image).returncode == 0
+    if not present:
+        built = buildah(
+            "bud", "--network", "host", "-q", "-t", image,
+            "-f", str(STANDINS / containerfile), str(STANDINS),
+            timeout=600,
+        )  # fmt: skip
+        assert built.returncode == 0, built.stderr[-2000:]
+    engine = run(["docker", "info"], check=False).returncode == 0
+    if engine and docker("image", "inspect", image, check=False).returncode != 0:
+        pushed = buildah("push", "-q", image, f"docker-daemon:{image}")
+        assert pushed.returncode == 0, pushed.stderr[-2000:]
+    return image
+
+
 def docker_network_create() -> str:
     """Create a bridge network of the test's own (IPv4 and IPv6); return its name."""
     name = f"plat-{uuid.uuid4().hex[:8]}"
