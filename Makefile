@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test test-pgbouncer scale-drill lint format lock image image-test platform-test release-drill docs bench bench-profile
+.PHONY: help venv run test test-pgbouncer scale-drill restore-drill lint format lock image image-test platform-test release-drill docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -34,6 +34,8 @@ help:
 	@echo "                     Engine and podman)"
 	@echo "make scale-drill - web 2->8, workers 1->4 through PgBouncer on a 40-connection"
 	@echo "                   PostgreSQL, a Redis failover, a pooler restart; books audited"
+	@echo "make restore-drill - back up, drop the database and empty Redis, restore,"
+	@echo "                     resync; rows, API and stock checked (host processes)"
 	@echo "make release-drill - build, then release v2 and roll back to v1 under load"
 	@echo "                     behind HAProxy; 0 failed requests (Docker Engine, haproxy)"
 
@@ -95,6 +97,14 @@ release-drill: venv $(if $(NO_IMAGE_BUILD),,image)
 scale-drill: venv
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
 	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_scale_drill.py -s $(PYTEST_ARGS)
+
+# Backup and restore (DEPLOYMENT_GUIDE.md, "Backup and restore"): state made through
+# the API, pg_dump --format=custom, DROP DATABASE and the run's Redis emptied,
+# pg_restore, manage.py restore_resync; prints rows and the seconds of each step.
+# Host processes on the launcher's private servers (pg_dump/pg_restore come with the
+# postgresql package the tests already need).
+restore-drill: venv
+	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_restore_drill.py -s $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

@@ -228,7 +228,9 @@ VARIABLES: tuple[Var, ...] = (
         "url",
         "database",
         f"PostgreSQL URL; or set {', '.join(POSTGRES_PARTS[:-1])} and "
-        f"{POSTGRES_PARTS[-1]}. Required in production (one of the two).",
+        f"{POSTGRES_PARTS[-1]}. Required in production (one of the two). Beyond "
+        "the local machine add ?sslmode=verify-full&sslrootcert=<CA file> "
+        "(check --deploy warns core.W020 otherwise).",
         schemes=("postgres", "postgresql", "sqlite"),
         example="postgres://app:app@db:5432/app",
     ),
