@@ -97,8 +97,14 @@ LOCAL_DATABASE_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 
 
 def _database_host_is_local(host: str) -> bool:
-    # An absolute path is a Unix socket: the connection never leaves the machine.
-    return host in LOCAL_DATABASE_HOSTS or host.startswith("/")
+    """Loopback, a Unix socket (an absolute path), or a single-label name: a Compose
+    service (`db`, `pgbouncer`) or a Kubernetes Service of the namespace
+    (`inventory-pgbouncer`), reached on the platform's own network. A managed
+    database is a dotted name or an address, and that hop is the one to verify
+    (pooled, it is DATABASE_DIRECT_URL's and the pooler's upstream)."""
+    if host in LOCAL_DATABASE_HOSTS or host.startswith("/"):
+        return True
+    return "." not in host and ":" not in host
 
 
 @register(Tags.security, deploy=True)

@@ -107,9 +107,19 @@ def test_remote_database_without_verified_tls_is_warned() -> None:
 
 
 def test_local_database_needs_no_tls() -> None:
-    for host in ("localhost", "127.0.0.1", "[::1]"):
+    """Loopback, and a single-label service name on the platform's own network
+    (Compose's `db`, a Kubernetes Service such as the pooler's): the hop stays on
+    that network. An address or a dotted name is remote."""
+    for host in ("localhost", "127.0.0.1", "[::1]", "db", "inventory-pgbouncer"):
         result = check_deploy(DATABASE_URL=f"postgres://app:pw@{host}:5432/app")
         assert result.returncode == 0, result.stdout + result.stderr
+        assert "core.W020" not in result.stdout + result.stderr
+    for host in ("10.0.3.7", "db.internal"):
+        result = check_deploy(DATABASE_URL=f"postgres://app:pw@{host}:5432/app")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"(core.W020) DATABASE_URL reaches PostgreSQL at {host}" in (
+            result.stderr
+        )
 
 
 def test_direct_url_past_the_pooler_is_checked_too() -> None:
