@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from django.test import override_settings
@@ -14,6 +15,8 @@ from tests.support.processes import run_python
 PROD = {
     **PRODUCTION_ENV,
     "DATABASE_URL": "postgres://app:pw@db.internal:5432/app",
+    # The deploy checks read the broker Redis's eviction policy: the run's own.
+    "REDIS_URL": os.environ["REDIS_URL"],
     "METRICS_TOKEN": "m" * 32,
 }
 
