@@ -263,10 +263,10 @@ VARIABLES: tuple[Var, ...] = (
         "DJANGO_SECRET_KEY_FALLBACKS",
         "list",
         "core",
-        "Previous signing keys (comma separated), during a rotation of "
-        "DJANGO_SECRET_KEY: sessions, password-reset links and signed values made "
-        "with them still verify; nothing new is signed with them. Remove them once "
-        "the rotation window (SESSION_COOKIE_AGE, two weeks) is over.",
+        "Previous signing keys (comma separated) while DJANGO_SECRET_KEY is "
+        "rotated. Sessions, password-reset links and signed values made with them "
+        "still verify; nothing new is signed with them. Remove them once the "
+        "rotation window (SESSION_COOKIE_AGE, two weeks) is over.",
         default=[],
         check=_check_secret_keys,
         sensitive=True,
