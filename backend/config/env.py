@@ -1258,8 +1258,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         except ConfigError as exc:
             problems.append(Problem("DEBUG", str(exc), REGISTRY["DEBUG"].expected()))
 
-    # Variables whose value is unusable for a reason already reported (a bad *_FILE):
-    # no second "is missing" about them.
+    # Variables set but unusable, for a reason already reported (a bad value or
+    # *_FILE): no second "is missing" about them.
     reported: set[str] = set()
     for var in VARIABLES:
         raw = raw_of(var.name)
@@ -1303,6 +1303,7 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             values[var.name] = parse_value(var, raw)
         except ConfigError as exc:
             problems.append(Problem(var.name, source + str(exc), var.expected()))
+            reported.add(var.name)
             values[var.name] = var.default
     values["DEBUG"] = debug
 
