@@ -22,6 +22,8 @@ GRACEFUL = REGISTRY["GUNICORN_GRACEFUL_TIMEOUT"].default
 DRAIN = REGISTRY["WEB_DRAIN_SECONDS"].default
 SOFT_SHUTDOWN = REGISTRY["CELERY_SOFT_SHUTDOWN_TIMEOUT"].default
 ROLES = ("web", "worker", "beat", "migrate")
+# Where the Kubernetes manifests mount the Secret inventory-secrets.
+K8S_SECRETS = "/run/secrets/inventory"
 SECRET_NAMES = {
     "DJANGO_SECRET_KEY",
     "DATABASE_URL",
@@ -375,11 +377,42 @@ def test_kubernetes_pods_are_locked_down(name: str) -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
     assert {"requests", "limits"} <= set(container["resources"])
-    assert container["envFrom"] == [
-        {"configMapRef": {"name": "inventory-config"}},
-        {"secretRef": {"name": "inventory-secrets"}},
+    assert container["envFrom"] == [{"configMapRef": {"name": "inventory-config"}}]
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "secrets", "mountPath": K8S_SECRETS, "readOnly": True},
     ]
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert {"name": "secrets", "secret": {"secretName": "inventory-secrets"}} in spec[
+        "volumes"
+    ]
+
+
+def _guide_k8s_secret_keys() -> set[str]:
+    """The keys the guide's `kubectl create secret generic inventory-secrets` makes."""
+    section = _guide_section("Kubernetes")
+    command = section.split("create secret generic inventory-secrets", 1)[1]
+    command = command.split("\n\n", 1)[0]
+    return set(re.findall(r"--from-literal=([A-Z_]+)=", command))
+
+
+@pytest.mark.parametrize(
+    "name", ["inventory-web", "inventory-worker", "inventory-beat", "inventory-migrate"]
+)
+def test_kubernetes_secrets_come_as_files_from_the_secret_volume(name: str) -> None:
+    """Each secret is a *_FILE naming a key of the mounted Secret that the guide's
+    `kubectl create secret` step creates; no secret value is in the environment."""
+    (container,) = _pod(name)["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert files == {
+        f"{key}_FILE": f"{K8S_SECRETS}/{key}"
+        for key in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN")
+    }
+    for variable in files:
+        assert REGISTRY[variable.removesuffix("_FILE")].sensitive, variable
+    assert not SECRET_NAMES & set(env)
+    keys = {path.rsplit("/", 1)[1] for path in files.values()}
+    assert keys <= _guide_k8s_secret_keys()
 
 
 def test_kubernetes_web_probes_and_stop_budget() -> None:
@@ -422,9 +455,19 @@ def test_kubernetes_worker_liveness_probe_passes_live_and_fails_stale(
     assert "APP_ROLE" not in json.dumps(container)
     # The pod's environment: the image's APP_ROLE, the ConfigMap and the container's
     # env; HEARTBEAT_DIR is the test's own directory instead of the shared /tmp.
+    # The Secret volume: a file per key, as the kubelet writes them; the plain
+    # variables of the test's environment emptied (empty counts as unset).
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for key in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        (secrets / key).write_text(production_env[key])
+    (secrets / "METRICS_TOKEN").write_text("k8s-metrics-token-" + "t" * 16)
     pod_env = {
         "APP_ROLE": "web",
-        **_k8s_env("inventory-worker"),
+        "DJANGO_SECRET_KEY": "",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        **_k8s_env("inventory-worker", secrets),
         "HEARTBEAT_DIR": str(tmp_path),
         "CELERY_WORKER_QUEUES": f"k8s-{os.urandom(4).hex()}",
     }
@@ -490,14 +533,23 @@ def test_railway_config() -> None:
 DEFAULT_MAX_CONNECTIONS = 100
 
 
-def _k8s_env(name: str) -> dict[str, str]:
-    """What a pod of the Deployment sees: the ConfigMap, then the container's env."""
+def _k8s_env(name: str, secrets: Path | None = None) -> dict[str, str]:
+    """What a pod of the Deployment sees: the ConfigMap, then the container's env.
+
+    The *_FILE variables name files of the Secret volume: under `secrets` (a
+    directory standing for the mount), or left out without it.
+    """
     config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
     (container,) = _pod(name)["spec"]["template"]["spec"]["containers"]
-    return {
-        **config["data"],
-        **{item["name"]: item["value"] for item in container.get("env", [])},
-    }
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    for variable, path in list(env.items()):
+        if variable.endswith("_FILE"):
+            assert path.startswith(f"{K8S_SECRETS}/"), (variable, path)
+            if secrets is None:
+                del env[variable]
+            else:
+                env[variable] = str(secrets / path.rsplit("/", 1)[1])
+    return {**config["data"], **env}
 
 
 def _k8s_most_pods(name: str, most_replicas: int) -> int:
