@@ -73,6 +73,9 @@ PUBLIC_SECRETS = frozenset(
         "TOKEN",
         "password",
         "<password>",
+        # The rotation runbooks' placeholders.
+        "<new>",
+        "<old>",
     }
 )
 # The public values stay usable while every ALLOWED_HOSTS entry is one of these: a

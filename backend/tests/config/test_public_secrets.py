@@ -134,6 +134,8 @@ REFUSED = [
     ("REDIS_URL", "rediss://:AUTH-TOKEN@cache.internal:6379/0", REFUSED_PASSWORD),
     ("REDIS_URL", "rediss://:TOKEN@host:6379/0", REFUSED_PASSWORD),
     ("REDIS_CACHE_URL", "redis://:password@mymaster/0", REFUSED_PASSWORD),
+    ("METRICS_TOKEN_PREVIOUS", "<old>", REFUSED_VALUE),
+    ("REDIS_SENTINEL_PASSWORD", "<new>", REFUSED_VALUE),
 ]
 
 
@@ -148,6 +150,8 @@ def test_every_public_value_has_a_refusal_test() -> None:
 def _parts(name: str, value: str) -> dict[str, str]:
     """The environment with `value` in `name` and whatever it needs beside it."""
     env = {**GOOD, name: value}
+    if name == "METRICS_TOKEN_PREVIOUS":
+        env["METRICS_TOKEN"] = "metrics-of-our-own-" + "m" * 12
     if name.startswith("POSTGRES_"):
         env.pop("DATABASE_URL")
         env = {"POSTGRES_USER": "app", "POSTGRES_DB": "app", **env}
