@@ -717,3 +717,70 @@ def test_shipped_replica_maxima_fit_the_connection_budget(platform, tmp_path) ->
     # The start-up check compares each role alone; together they share the server.
     total = sum(b.needed for b in budgets)
     assert total <= budgets[0].available, [b.describe() for b in budgets]
+
+
+def _guide_compose_secrets_override() -> dict:
+    """The guide's opt-in `docker-compose.secrets.yml` (section "Compose: secrets:")."""
+    section = _guide_section("Secrets")
+    (block,) = re.findall(
+        r"```yaml\n(# docker-compose\.secrets\.yml.+?)```", section, re.DOTALL
+    )
+    return yaml.safe_load(block)
+
+
+def test_guide_compose_secrets_override_is_valid_and_complete(tmp_path) -> None:
+    """The override matches the Compose spec, gives every app service each secret
+    as a file (the plain variable emptied, so .env's value is unset), and loads with
+    .env.example's other values: the files are read, nothing is refused."""
+    from config.env import load
+
+    override = _guide_compose_secrets_override()
+    path = tmp_path / "docker-compose.secrets.yml"
+    path.write_text(yaml.safe_dump(override))
+    result = subprocess.run(
+        [_bin("check-jsonschema"), "--schemafile", str(COMPOSE_SCHEMA), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    declared = override["secrets"]
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(override["services"]) == {"db", *ROLES}  # redis has no password
+    example = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            example[key] = value
+    for role in ROLES:
+        service = override["services"][role]
+        env = service["environment"]
+        files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+        # Every secret .env.example gives the app comes as a file instead.
+        secrets_in_example = {k for k in example if REGISTRY[k].sensitive}
+        secrets_in_example -= {"REDIS_URL"}  # no password in the Compose Redis
+        assert {k.removesuffix("_FILE") for k in files} == secrets_in_example, role
+        for variable, target in files.items():
+            name = variable.removesuffix("_FILE")
+            assert env[name] == "", (role, name)
+            secret = target.removeprefix("/run/secrets/")
+            assert secret in service["secrets"], (role, secret)
+            assert declared[secret] == {"file": f"./secrets/{secret}"}
+        # What the app of this role reads: .env, then the override, with the
+        # secret files where the container sees them.
+        (tmp_path / "secrets").mkdir(exist_ok=True)
+        values = {**example, **base[role].get("environment", {}), **env}
+        for variable, target in files.items():
+            local = tmp_path / "secrets" / target.removeprefix("/run/secrets/")
+            local.write_text(f"{role}-{variable}-" + "Zq7w" * 16 + "\n")
+            values[variable] = str(local)
+        config = load({**values, "ALLOWED_HOSTS": "inventory.example.com"})
+        assert config.problems == [], (role, config.problems)
+        assert config["DJANGO_SECRET_KEY"].startswith(f"{role}-DJANGO_SECRET_KEY_FILE-")
+    db = override["services"]["db"]
+    assert db["environment"] == {
+        "POSTGRES_PASSWORD": "",
+        "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+    }
+    assert db["secrets"] == ["postgres_password"]
