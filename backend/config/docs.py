@@ -63,7 +63,9 @@ PLATFORM_NOTES = """\
 - **Docker Compose**: every app service reads `.env` (`env_file: .env`); start from
   `cp .env.example .env`. `APP_ROLE` is set per service in `docker-compose.yml`. The
   `db` service also reads `POSTGRES_USER`, `POSTGRES_PASSWORD` and `POSTGRES_DB` from
-  `.env`, and the app builds its database URL from the same variables.
+  `.env`, and the app builds its database URL from the same variables. To keep the
+  secrets in files instead, DEPLOYMENT_GUIDE.md ("Compose: `secrets:`") shows an
+  opt-in override with `*_FILE` variables.
 - **Railway**: Railway injects `PORT` (the web role listens on it) and, when a
   PostgreSQL or Redis service is referenced, `DATABASE_URL` / `REDIS_URL`
   (`${{Postgres.DATABASE_URL}}`, `${{Redis.REDIS_URL}}`). Set `APP_ROLE` per service.
