@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from django.test import override_settings
@@ -16,6 +17,8 @@ PROD = {
     # A remote database is reached with its certificate verified (core.W020).
     "DATABASE_URL": "postgres://app:pw@db.internal:5432/app"
     "?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.crt",
+    # The deploy checks read the broker Redis's eviction policy: the run's own.
+    "REDIS_URL": os.environ["REDIS_URL"],
     "METRICS_TOKEN": "m" * 32,
 }
 
