@@ -84,7 +84,7 @@ def test_wrong_ca_fails_naming_the_problem(
     other = throwaway_ca(tmp_path / "another-ca")
     migrate = start_entrypoint(
         "migrate",
-        DATABASE_URL=server.url(DATABASE, ca=other.ca),
+        **direct(server.url(DATABASE, ca=other.ca)),
         DEPENDENCY_WAIT_TIMEOUT="2",
     )
     assert_exit(
@@ -97,6 +97,12 @@ def test_wrong_ca_fails_naming_the_problem(
             "certificate verify failed",
         ],
     )
+
+
+def direct(url: str) -> dict[str, str]:
+    """Every role straight to the TLS server, also in the pooled lane (whose
+    environment would send the migrate role past it, to the run's own server)."""
+    return {"DATABASE_URL": url, "DB_POOL_MODE": "none", "DATABASE_DIRECT_URL": url}
 
 
 SEED = """
@@ -115,10 +121,7 @@ def test_every_role_runs_over_verified_tls(
     tls_postgres, private_redis, start_entrypoint, production_env
 ) -> None:
     server, tls = tls_postgres
-    env = {
-        "DATABASE_URL": server.url(DATABASE, ca=tls.ca),
-        "REDIS_URL": private_redis,
-    }
+    env = {**direct(server.url(DATABASE, ca=tls.ca)), "REDIS_URL": private_redis}
     queue = f"tls-pg-{uuid.uuid4().hex[:8]}"
 
     migrate = start_entrypoint("migrate", **env)
