@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,13 @@ class Stack:
     beat: ServerProcess | None = None
     # Processes replaced by a restart: stopped with the others at the end.
     retired: list[ServerProcess] = field(default_factory=list)
+    # PgBouncer is started with PR_SET_PDEATHSIG (tests/servers.py), which fires when
+    # the *thread* that started it ends: a restart from a short-lived thread (the
+    # chaos soak's faults) would see it SIGTERMed at once. This thread lives as long
+    # as the stack.
+    spawner: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="spawner")
+    )
 
     def _heartbeats(self, name: str) -> Path:
         # A directory per start: a restarted process never reads its predecessor's.
@@ -177,13 +185,14 @@ class Stack:
         assert binary is not None
         directory = self.directory / f"pgbouncer-{uuid.uuid4().hex[:6]}"
         directory.mkdir()
-        self.bouncer, port = start_pgbouncer(
+        self.bouncer, port = self.spawner.submit(
+            start_pgbouncer,
             binary,
             directory,
             postgres_port=self.postgres_port,
             pool_size=self.pool_size,
             port=self.bouncer_port,
-        )
+        ).result()
         assert port == self.bouncer_port
 
     def processes(self) -> list[ServerProcess]:
@@ -289,6 +298,7 @@ def drill_stack(
             _stop_all(built.processes())
             built.bouncer.terminate()
             built.bouncer.wait(timeout=15)
+            built.spawner.shutdown()
         if sentinels is not None:
             sentinels.stop()
         stop(postgres, signal.SIGINT)
