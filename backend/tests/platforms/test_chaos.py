@@ -66,7 +66,7 @@ HOT, WIDE = "CHAOS-HOT", "CHAOS-WIDE"
 STOCK = {HOT: 150, WIDE: 100_000}
 # Connect, read: shorter than a PostgreSQL pause, so that some requests time out on
 # the client while the server goes on to commit them: their retries must replay.
-REQUEST_TIMEOUT = (3, 4)
+REQUEST_TIMEOUT = (2, 2)
 ATTEMPTS = 6
 # Faults start from FAULTS_FROM and end FAULTS_QUIET seconds before the load does;
 # reservations stop TTL_SECONDS before it, so every one is due when it ends.
@@ -76,6 +76,10 @@ STOP_GRACE_SECONDS = 30
 # Beat expires reservations every 60 s (config/celery.py); a beat restarted late
 # waits for RedBeat's lock (25 s) first.
 EXPIRY_BUDGET_SECONDS = 120
+# After a broker freeze, the worker (or its replacement, once its watchdog gave up)
+# consumes a canary again within this: beat sends one every 15 s, the watchdog
+# exits after 30 s unhealthy, a restarted worker starts in seconds.
+CONSUME_AFTER_THAW = 90
 # Faults per 180 s of soak.
 FAULTS_PER_180S = {
     "web-kill": 5,
@@ -101,6 +105,7 @@ class Fault:
     started: float | None = None
     ended: float | None = None
     note: str = ""
+    stuck: str = ""  # the system did not recover from this fault
 
     def describe(self) -> str:
         extra = f" {self.signal}" if self.signal else ""
@@ -676,6 +681,29 @@ def run_fault(
                 time.sleep(fault.seconds)
             finally:
                 proxy.thaw()
+            thawed = time.time()
+
+            def consumed() -> bool:
+                # The slot's current process: the frozen one, or what replaced it
+                # after its watchdog gave up on the broker.
+                process = supervisor.slot(f"worker-{FROZEN_WORKER}").process
+                directory = stack.heartbeat_dirs.get(process.process.pid)
+                record = directory / "celery-worker.consumed" if directory else None
+                with contextlib.suppress(OSError, ValueError):
+                    return float(record.read_text()) > thawed
+                return False
+
+            try:
+                wait_until(consumed, CONSUME_AFTER_THAW, "a canary", interval=0.5)
+                fault.note = (
+                    f"worker-{FROZEN_WORKER} consumed again "
+                    f"{time.time() - thawed:.1f}s after the thaw"
+                )
+            except AssertionError:
+                fault.stuck = (
+                    f"worker-{FROZEN_WORKER} consumed nothing within "
+                    f"{CONSUME_AFTER_THAW}s of the thaw"
+                )
     except Exception as exc:  # reported with the schedule, and fails the run
         fault.note = f"HARNESS ERROR {type(exc).__name__}: {exc}"
     finally:
@@ -857,6 +885,16 @@ def test_chaos_soak_keeps_the_books(stack: Stack) -> None:
                 and all(f.ended is not None for f in faults)
                 and stack.bouncer.poll() is None,
                 "; ".join(f"{f.kind}: {f.note}" for f in harness) or "all ran",
+            )
+        )
+
+        stuck = [f"{f.kind} at +{f.started:.1f}s: {f.stuck}" for f in faults if f.stuck]
+        checks.append(
+            Check(
+                "the frozen worker consumed again after each thaw",
+                not stuck,
+                "; ".join(stuck)
+                or "; ".join(f.note for f in faults if f.kind == "broker-freeze"),
             )
         )
 

@@ -134,6 +134,8 @@ class Stack:
     beat: ServerProcess | None = None
     # Processes replaced by a restart: stopped with the others at the end.
     retired: list[ServerProcess] = field(default_factory=list)
+    # Each worker's HEARTBEAT_DIR, by pid: its canaries' record of consuming.
+    heartbeat_dirs: dict[int, Path] = field(default_factory=dict)
     # PgBouncer is started with PR_SET_PDEATHSIG (tests/servers.py), which fires when
     # the *thread* that started it ends: a restart from a short-lived thread (the
     # chaos soak's faults) would see it SIGTERMed at once. This thread lives as long
@@ -155,9 +157,11 @@ class Stack:
     def worker_process(self, **env: str) -> ServerProcess:
         """Start a worker, with `env` over the stack's (returned, not recorded)."""
         heartbeats = self._heartbeats("worker")
-        return start_entrypoint(
+        worker = start_entrypoint(
             ["worker"], {**self.env, "HEARTBEAT_DIR": str(heartbeats), **env}
         )
+        self.heartbeat_dirs[worker.process.pid] = heartbeats
+        return worker
 
     def beat_process(self) -> ServerProcess:
         heartbeats = self._heartbeats("beat")
