@@ -141,14 +141,18 @@ def schedule(seed_value: int, seconds: float) -> list[Fault]:
                 fault.at = FAULTS_FROM + index * width + rng.uniform(0, width / 3)
                 fault.target = "redis master"
                 fault.seconds = rng.uniform(8, 15)
+            elif kind == "broker-freeze":
+                # Spread too: a freeze is followed by up to CONSUME_AFTER_THAW of
+                # waiting for the worker to consume, which the next one would block.
+                width = span / count
+                fault.at = FAULTS_FROM + index * width + rng.uniform(0, width / 4)
+                fault.target = f"worker-{FROZEN_WORKER} broker connection"
+                fault.seconds = rng.uniform(10, 20)
             elif kind == "pgbouncer-restart":
                 fault.target = "pgbouncer"
             elif kind == "postgres-pause":
                 fault.target = "postmaster + backends"
                 fault.seconds = rng.uniform(2, 5)
-            elif kind == "broker-freeze":
-                fault.target = f"worker-{FROZEN_WORKER} broker connection"
-                fault.seconds = rng.uniform(10, 20)
             faults.append(fault)
     return sorted(faults, key=lambda f: f.at)
 
@@ -736,6 +740,14 @@ def run_schedule(
     return threads
 
 
+def _json(line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {"line": line}
+    return record if isinstance(record, dict) else {"line": line}
+
+
 RECONCILE = """
 from apps.inventory.services import inventory_gate_reconcile
 print("repairs", inventory_gate_reconcile())
@@ -851,10 +863,16 @@ def test_chaos_soak_keeps_the_books(stack: Stack) -> None:
                 )
             expiry_settled = time.monotonic() - settle_started
             reconcile = run_python(["manage.py", "shell", "-c", RECONCILE], stack.env)
-            repairs = [
-                line
-                for line in reconcile.stdout.splitlines()
-                if line.startswith("repairs")
+            output = (reconcile.stdout + reconcile.stderr).splitlines()
+            repairs = [line for line in output if line.startswith("repairs")]
+            # What the soak left the counters at, before the repair: a take whose
+            # process died before its give-back leaves one low, a failover to a
+            # replica that missed writes either way.
+            repaired = [
+                {k: record.get(k) for k in ("sku", "redis_value", "database_value")}
+                for line in output
+                if "reconciled inventory counter" in line
+                for record in [_json(line)]
             ]
             redis = stack.sentinels.client()
             product_books = books(cursor)
@@ -939,6 +957,7 @@ def test_chaos_soak_keeps_the_books(stack: Stack) -> None:
             "restarts by the supervisor": {s.name: s.starts - 1 for s in slots},
             "unexpected exits": sum(len(s.unexpected_exits) for s in slots),
             "reconcile": repairs[-1] if repairs else reconcile.stderr[-500:],
+            "counters repaired (redis, database)": repaired,
         }
     finally:
         if load is not None:
