@@ -212,6 +212,12 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
             "requests": len(load.outcomes),
             "failed": len(failures),
             "failed_outside_windows": len(elsewhere),
+            # When, after the drill's start, and what: a balancer that marked
+            # replicas down says so in its log (below).
+            "failed_outside_windows_at": [
+                [round(o.started - drill_started, 1), o.status or o.error]
+                for o in elsewhere
+            ],
             "acknowledged_reservations": len(acknowledged),
             "reservation_rows": len(rows),
             "grow_2_to_8_web_seconds": round(grown, 1),
@@ -231,6 +237,9 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
             "restart_window_seconds": restart_window,
         }
         print("scale drill:", json.dumps(report, indent=2))
+        if elsewhere:
+            log = (stack.directory / "haproxy.log").read_text(errors="replace")
+            print("\n".join(line for line in log.splitlines() if " is DOWN" in line))
 
         assert elsewhere == [], elsewhere[:5]
         assert max(sessions) <= POOL_SIZE + SAMPLER_SESSIONS, sessions
