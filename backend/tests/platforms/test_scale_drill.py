@@ -64,9 +64,13 @@ def stack() -> Iterator[Stack]:
 
 
 def window(outcomes: list[Outcome], since: float) -> tuple[float, float] | None:
-    """First and last failure at or after `since`, relative to it."""
-    failed = [o.started - since for o in outcomes if o.started >= since]
+    """First and last failure (its answer) at or after `since`, relative to it."""
+    failed = [o.finished - since for o in outcomes if o.finished >= since]
     return (min(failed), max(failed)) if failed else None
+
+
+def in_flight(outcome: Outcome, start: float, end: float) -> bool:
+    return outcome.started <= end and outcome.finished >= start
 
 
 def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> None:
@@ -166,13 +170,15 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
         sampler.join(timeout=5)
 
         failures = load.failures()
+        # A request belongs to a fault's window if it was in flight in it: one sent
+        # just before PgBouncer's SIGTERM fails with it.
         failover_failures = [
-            o for o in failures if killed_at <= o.started <= killed_at + redis_back + 2
+            o for o in failures if in_flight(o, killed_at, killed_at + redis_back + 2)
         ]
         restart_failures = [
             o
             for o in failures
-            if restarted_at <= o.started <= restarted_at + restart_took + 10
+            if in_flight(o, restarted_at, restarted_at + restart_took + 10)
         ]
         elsewhere = [
             o
@@ -246,7 +252,11 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
         assert redis_back <= FAILOVER_BUDGET_SECONDS
         # The books: acknowledged = rows, each once; stock = ledger; never oversold.
         assert sorted(acknowledged) == sorted(set(acknowledged))
-        assert set(acknowledged) == set(rows)
+        # A reservation whose answer was lost in a window (no Idempotency-Key here:
+        # the chaos soak retries with one) may have committed all the same.
+        lost_answers = [o for o in restart_failures if o.kind == "reserve"]
+        assert set(acknowledged) <= set(rows)
+        assert len(rows) - len(acknowledged) <= len(lost_answers)
         assert (product.on_hand, product.reserved) == (
             product.ledger_on_hand,
             product.ledger_reserved,

@@ -56,6 +56,7 @@ class Outcome:
     status: int | None
     error: str | None = None
     reservation: str | None = None
+    finished: float = 0.0
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Load:
                 outcome.status = response.status_code
             except (requests.RequestException, ValueError) as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.finished = time.monotonic()
             self.outcomes.append(outcome)
             time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - tick)))
 
