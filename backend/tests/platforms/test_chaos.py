@@ -226,9 +226,9 @@ class Supervisor:
             slot.unexpected_exits.append(
                 f"+{self.clock():.1f}s {slot.name} exited {process.returncode}:\n{tail}"
             )
-        # What the container left (pool children) goes with it.
+        # What the container left (pool children) goes with it, now: the stack's
+        # teardown signals only the processes the slots hold at the end.
         kill_group(process)
-        self.stack.retired.append(slot.process)
         slot.process = slot.start()
         slot.starts += 1
         slot.expected_exit = False
@@ -798,7 +798,10 @@ def test_chaos_soak_keeps_the_books(stack: Stack) -> None:
             )
         )
     slots.append(Slot("beat", stack.beat_process, stack.beat_process()))
+    # The stack stops these if anything below fails (the supervisor updates them).
     stack.webs = [s.process for s in slots[:WEB_SLOTS]]
+    stack.workers = [s.process for s in slots[WEB_SLOTS:-1]]
+    stack.beat = slots[-1].process
     balancer = Balancer(
         stack.directory,
         {f"web{i}": f"127.0.0.1:{port}" for i, port in enumerate(stack.web_ports)},

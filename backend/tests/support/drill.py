@@ -134,8 +134,6 @@ class Stack:
     webs: list[ServerProcess] = field(default_factory=list)
     workers: list[ServerProcess] = field(default_factory=list)
     beat: ServerProcess | None = None
-    # Processes replaced by a restart: stopped with the others at the end.
-    retired: list[ServerProcess] = field(default_factory=list)
     # Each worker's HEARTBEAT_DIR, by pid: its canaries' record of consuming.
     heartbeat_dirs: dict[int, Path] = field(default_factory=dict)
     # PgBouncer is started with PR_SET_PDEATHSIG (tests/servers.py), which fires when
@@ -202,7 +200,7 @@ class Stack:
         assert port == self.bouncer_port
 
     def processes(self) -> list[ServerProcess]:
-        return [p for p in [*self.webs, *self.workers, self.beat, *self.retired] if p]
+        return [p for p in [*self.webs, *self.workers, self.beat] if p]
 
 
 def _stop_all(processes: list[ServerProcess], timeout: float = 30) -> None:
