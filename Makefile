@@ -15,7 +15,7 @@ IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
-.PHONY: help venv run test test-pgbouncer scale-drill chaos lint format lock image image-test platform-test release-drill docs bench bench-profile
+.PHONY: help venv run test test-pgbouncer scale-drill restore-drill chaos lint format lock image image-test platform-test release-drill docs bench bench-profile
 
 help:
 	@echo "make run    - create the venv, install, migrate, serve on http://127.0.0.1:5000"
@@ -37,6 +37,8 @@ help:
 	@echo "make chaos  - overlapping faults (kills, Redis failover, pooler restart, PostgreSQL"
 	@echo "              paused, a frozen broker) under load, then the books audited;"
 	@echo "              CHAOS_SECONDS=180 CHAOS_SEED=<printed seed> to replay a run"
+	@echo "make restore-drill - back up, drop the database and empty Redis, restore,"
+	@echo "                     resync; rows, API and stock checked (host processes)"
 	@echo "make release-drill - build, then release v2 and roll back to v1 under load"
 	@echo "                     behind HAProxy; 0 failed requests (Docker Engine, haproxy)"
 
@@ -110,6 +112,14 @@ chaos: venv
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
 	cd $(BACKEND) && CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
 		exec $(BIN)/python -m tests.servers tests/platforms/test_chaos.py -s $(PYTEST_ARGS)
+
+# Backup and restore (DEPLOYMENT_GUIDE.md, "Backup and restore"): state made through
+# the API, pg_dump --format=custom, DROP DATABASE and the run's Redis emptied,
+# pg_restore, manage.py restore_resync; prints rows and the seconds of each step.
+# Host processes on the launcher's private servers (pg_dump/pg_restore come with the
+# postgresql package the tests already need).
+restore-drill: venv
+	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_restore_drill.py -s $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

@@ -2,15 +2,18 @@
 
 Sets up the benchmark database (as `make bench` does), then calls the project's WSGI
 application directly (no server, no network for the request itself) with an
-authenticated `GET /api/v1/products/{sku}/`: BENCH_PROFILE_REQUESTS (default 500)
-requests timed without a profiler, then the same number under cProfile. Prints the
-mean cost per request and the top entries by own time and by cumulative time.
+authenticated `GET /api/v1/products/{sku}/`, or with BENCH_PROFILE_REQUEST=reserve an
+accepted `POST /api/v1/reservations/` (a fresh Idempotency-Key each, gate on):
+BENCH_PROFILE_REQUESTS (default 500) requests timed without a profiler, then the same
+number under cProfile. Prints the mean cost per request and the top entries by own
+time and by cumulative time.
 """
 
 from __future__ import annotations
 
 import cProfile
 import io
+import json
 import os
 import pstats
 import sys
@@ -23,11 +26,18 @@ from bench import run
 
 REQUESTS = int(os.environ.get("BENCH_PROFILE_REQUESTS", "500"))
 TOP = int(os.environ.get("BENCH_PROFILE_TOP", "25"))
+REQUEST = os.environ.get("BENCH_PROFILE_REQUEST", "product")
 
 
 def main() -> int:
     token = run.setup()
-    os.environ.update(run.env())
+    limits = str(run.WRITE_STOCK)
+    os.environ.update(
+        run.env(
+            RESERVATION_MAX_UNITS_PER_OWNER=limits,
+            RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR=limits,
+        )
+    )
     sys.path.insert(0, str(run.BACKEND))
     os.chdir(run.BACKEND)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -51,19 +61,37 @@ def main() -> int:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
     }
+    expected = "200"
+    body = b""
+    if REQUEST == "reserve":
+        run.reset_write_sku()
+        body = json.dumps({"sku": run.WRITE_SKU, "quantity": 1}).encode()
+        environ.update(
+            REQUEST_METHOD="POST",
+            PATH_INFO="/api/v1/reservations/",
+            CONTENT_TYPE="application/json",
+            CONTENT_LENGTH=str(len(body)),
+        )
+        expected = "201"
     statuses: list[str] = []
+    sent = iter(range(10**9))
 
     def start_response(status: str, headers: list, exc_info: object = None) -> None:
         statuses.append(status)
 
     def one() -> None:
-        response = application(dict(environ), start_response)
+        request = {
+            **environ,
+            "wsgi.input": io.BytesIO(body),
+            "HTTP_IDEMPOTENCY_KEY": f"profile-{os.getpid()}-{next(sent)}",
+        }
+        response = application(request, start_response)
         b"".join(response)
         response.close()
 
     for _ in range(50):  # warm caches, connections and Django's lazy setup
         one()
-    assert statuses[-1].startswith("200"), statuses[-1]
+    assert statuses[-1].startswith(expected), statuses[-1]
 
     started = time.perf_counter()
     for _ in range(REQUESTS):
@@ -75,10 +103,15 @@ def main() -> int:
     for _ in range(REQUESTS):
         one()
     profiler.disable()
-    assert all(s.startswith("200") for s in statuses), set(statuses)
+    assert all(s.startswith(expected) for s in statuses), set(statuses)
 
+    what = (
+        "accepted POST /api/v1/reservations/"
+        if REQUEST == "reserve"
+        else "GET /api/v1/products/{sku}/"
+    )
     print(
-        f"{REQUESTS} authenticated GET /api/v1/products/{{sku}}/ in process: "
+        f"{REQUESTS} authenticated {what} in process: "
         f"{per_request_ms:.2f} ms per request (without the profiler)\n"
     )
     print(

@@ -8,6 +8,9 @@
 5. Cold start: entrypoint start to /health/ 200, dependencies up.
 6. Product detail through PgBouncer (transaction pooling, DB_POOL_MODE=transaction)
    vs the same server connected directly: what the pooler's hop costs.
+7. The write path: POST /api/v1/reservations/ (token auth, Idempotency-Key, gate on,
+   every attempt accepted) vs a bare view running the same SQL transaction and the
+   same Lua take by hand (bench/bare_views.py).
 
 Every figure is the median of BENCH_RUNS runs (default 3); a ratio is taken pair by
 pair inside each run, and the median of those per-run ratios is reported (not the
@@ -54,6 +57,9 @@ HOT_SKU = "HOT-1"
 HOT_STOCK = 1000
 HOT_CLIENTS = 64
 HOT_SECONDS = int(os.environ.get("BENCH_HOT_SECONDS", "15"))
+WRITE_SKU = "WRITE-1"
+# Never sold out during the write-path runs: every attempt is an accepted reservation.
+WRITE_STOCK = 10_000_000
 # Comma-separated result keys to measure (e.g. "product_gthread,hot_sku"); a partial
 # run prints its figures and leaves bench/results.json alone.
 ONLY = {k for k in os.environ.get("BENCH_ONLY", "").split(",") if k}
@@ -114,6 +120,7 @@ def setup() -> str:
         f"services.product_create(sku='{SKU}', name='Bench', actor=u);"
         f"services.stock_restock(sku='{SKU}', quantity=100, actor=u);"
         f"services.product_create(sku='{HOT_SKU}', name='Hot', actor=u);"
+        f"services.product_create(sku='{WRITE_SKU}', name='Write', actor=u);"
         "print(Token.objects.create(user=u).key)"
     )
     return django_shell(script)
@@ -395,8 +402,7 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
     }
 
 
-def hot_sku() -> dict:
-    tokens = hot_buyers()
+def hot_sku(tokens: list[str]) -> dict:
     results = {}
     for label, gate in (("gate", True), ("database_only", False)):
         overrides = {} if gate else {"REDIS_URL": ""}
@@ -414,6 +420,139 @@ def hot_sku() -> dict:
         results["gate"]["attempts_per_s"] / results["database_only"]["attempts_per_s"]
     )
     return results
+
+
+# wrk's Lua hooks for the write path: buyers' tokens in turn, a fresh Idempotency-Key
+# per request (run nonce, thread, counter), status counts as HOT_SKU_LUA's.
+RESERVE_LUA = """
+local tokens = {%(tokens)s}
+local threads = {}
+local counter = 0
+counts = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("id", #threads)
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format("POST", nil, {
+    ["Authorization"] = "Token " .. tokens[(counter + id) %% #tokens + 1],
+    ["Content-Type"] = "application/json",
+    ["X-Forwarded-Proto"] = "https",
+    ["Idempotency-Key"] = string.format("%(nonce)s-%%d-%%d", id, counter),
+  }, '%(body)s')
+end
+
+function response(status)
+  counts[status] = (counts[status] or 0) + 1
+end
+
+function done()
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("counts")) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do io.write(string.format("status %%d %%d\\n", status, n)) end
+end
+"""
+
+
+def reset_write_sku() -> None:
+    """Empty the write SKU's rows and refill its stock and gate counter, so that
+    every measurement starts from the same table sizes and owner histories."""
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
+    with conn, conn.cursor() as cursor:
+        cursor.execute("SELECT id FROM inventory_product WHERE sku = %s", [WRITE_SKU])
+        (product_id,) = cursor.fetchone()
+        cursor.execute(
+            "DELETE FROM inventory_stockmovement WHERE product_id = %s", [product_id]
+        )
+        cursor.execute(
+            "DELETE FROM inventory_reservation WHERE product_id = %s", [product_id]
+        )
+        cursor.execute(
+            "UPDATE inventory_stock SET on_hand = %s, reserved = 0 WHERE product_id = %s",
+            [WRITE_STOCK, product_id],
+        )
+    conn.close()
+    from apps.inventory.gate import gate_key
+
+    redis.Redis.from_url(REDIS_URL).set(gate_key(WRITE_SKU), WRITE_STOCK)
+
+
+def wrk_reservations(port: int, tokens: list[str]) -> dict[str, float]:
+    """CONCURRENCY clients POSTing reservations for DURATION s, after a warm-up."""
+    body = json.dumps({"sku": WRITE_SKU, "quantity": 1, "ttl_seconds": 900})
+    url = f"http://127.0.0.1:{port}/api/v1/reservations/"
+    out = ""
+    for seconds in (2, DURATION):  # warm-up, then the measurement
+        reset_write_sku()
+        script = Path(tempfile.mkdtemp(prefix="bench-")) / "reserve.lua"
+        script.write_text(
+            RESERVE_LUA
+            % {
+                "tokens": ", ".join(f'"{token}"' for token in tokens),
+                "nonce": os.urandom(6).hex(),
+                "body": body,
+            }
+        )
+        out = subprocess.run(
+            [
+                *("wrk", "-t2", f"-c{CONCURRENCY}", f"-d{seconds}s", "--latency"),
+                *("-s", str(script), url),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        ).stdout
+        time.sleep(1)  # requests in flight at wrk's stop finish before the reset
+    statuses = {int(code): int(n) for code, n in re.findall(r"status (\d+) (\d+)", out)}
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "errors": sum(c for s, c in statuses.items() if s != 201)
+        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
+        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+    }
+
+
+def write_path(tokens: list[str]) -> dict:
+    """Reservation POST: the project vs the same transaction by hand, same tokens."""
+    limits = {
+        "RESERVATION_MAX_UNITS_PER_OWNER": str(WRITE_STOCK),
+        "RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR": str(WRITE_STOCK),
+    }
+    project = Server(GUNICORN_WORKER_CLASS="gthread", **limits)
+    baseline = Server("bench.bare_wsgi:application", GUNICORN_WORKER_CLASS="gthread")
+    try:
+        runs = []
+        for _ in range(RUNS):
+            ours = wrk_reservations(project.port, tokens)
+            base = wrk_reservations(baseline.port, tokens)
+            runs.append(
+                {"project": ours, "baseline": base, "ratio": ours["rps"] / base["rps"]}
+            )
+    finally:
+        project.stop()
+        baseline.stop()
+    result = {
+        "project": median_of([r["project"] for r in runs]),
+        "baseline": median_of([r["baseline"] for r in runs]),
+        "ratio": statistics.median(r["ratio"] for r in runs),
+    }
+    log(
+        f"reservation POST: project {result['project']['rps']:.0f} req/s, baseline "
+        f"{result['baseline']['rps']:.0f} req/s, ratio {result['ratio']:.2f}"
+    )
+    return result
 
 
 def cold_start() -> dict[str, float]:
@@ -498,8 +637,11 @@ def main() -> int:
             plain.stop()
     if selected("product_pgbouncer"):
         results["product_pgbouncer"] = pooled_vs_direct(auth)
+    buyers = hot_buyers() if selected("hot_sku", "reserve_gthread") else []
+    if selected("reserve_gthread"):
+        results["reserve_gthread"] = write_path(buyers)
     if selected("hot_sku"):
-        results["hot_sku"] = hot_sku()
+        results["hot_sku"] = hot_sku(buyers)
     if selected("cold_start"):
         results["cold_start"] = cold_start()
     if ONLY:  # a partial run: print it, keep the recorded full run
@@ -526,6 +668,7 @@ def table(r: dict) -> str:
             "bare view: shipped gunicorn config vs plain `-w 2 --threads 4`",
         ),
         ("product_pgbouncer", "product detail req/s: through PgBouncer vs direct"),
+        ("reserve_gthread", "reservation POST req/s (accepted, key, gate)"),
     ):
         x = r[key]
         rows.append(

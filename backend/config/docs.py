@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config.env import DATABASE_VARIABLES, GROUPS, VARIABLES, Var
+from config.env import DATABASE_VARIABLES, GROUPS, LOCAL_HOSTS, VARIABLES, Var
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,13 +32,40 @@ COMPOSE_VALUES: dict[str, str] = {
     "METRICS_TOKEN": "compose-local-metrics-token-not-secret",
 }
 
+_LOCAL = ", ".join(sorted(LOCAL_HOSTS - {"[::1]"}))
+_PUBLIC = (
+    "PUBLIC: this value is in the repository. Accepted only while every "
+    f"ALLOWED_HOSTS entry is local ({_LOCAL}); refused in production. Generate "
+    "your own before anyone else can reach the service."
+)
+# Why each line above departs from production, printed above it in .env.example: an
+# operator who copies the file sees, in place, what to change before going live.
+COMPOSE_NOTES: dict[str, str] = {
+    "DJANGO_SECRET_KEY": _PUBLIC,
+    "POSTGRES_PASSWORD": _PUBLIC,
+    "METRICS_TOKEN": _PUBLIC,
+    "ALLOWED_HOSTS": "LOCAL ONLY: while every entry is local, the public values "
+    "in this file are accepted; add your real host name and each of them is "
+    "refused at start, by name.",
+    "SECURE_PROXY_SSL_HEADER": "LOCAL ONLY: no TLS proxy in front sets "
+    "X-Forwarded-Proto here. In production (behind a proxy that sets it) delete "
+    "this line: the default is true.",
+    "SECURE_SSL_REDIRECT": "LOCAL ONLY: Compose serves plain HTTP on localhost, "
+    "where a redirect to https:// leads nowhere. In production delete this line: "
+    "the default is true.",
+    "SECURE_HSTS_SECONDS": "LOCAL ONLY: HSTS is meaningless over plain HTTP. In "
+    "production delete this line: the default is one year (31536000).",
+}
+
 PLATFORM_NOTES = """\
 ## Platform notes
 
 - **Docker Compose**: every app service reads `.env` (`env_file: .env`); start from
   `cp .env.example .env`. `APP_ROLE` is set per service in `docker-compose.yml`. The
   `db` service also reads `POSTGRES_USER`, `POSTGRES_PASSWORD` and `POSTGRES_DB` from
-  `.env`, and the app builds its database URL from the same variables.
+  `.env`, and the app builds its database URL from the same variables. To keep the
+  secrets in files instead, DEPLOYMENT_GUIDE.md ("Compose: `secrets:`") shows an
+  opt-in override with `*_FILE` variables.
 - **Railway**: Railway injects `PORT` (the web role listens on it) and, when a
   PostgreSQL or Redis service is referenced, `DATABASE_URL` / `REDIS_URL`
   (`${{Postgres.DATABASE_URL}}`, `${{Redis.REDIS_URL}}`). Set `APP_ROLE` per service.
@@ -47,8 +74,15 @@ PLATFORM_NOTES = """\
   `METRICS_TOKEN` and `SENTRY_DSN` come from Secrets Manager or SSM through `secrets`
   with `valueFrom` (never a value in the file). Behind an ALB set
   `TRUSTED_PROXY_COUNT=1`.
-- **Kubernetes**: non-secret values in the ConfigMap `inventory-config`, secrets in the
-  Secret `inventory-secrets`, both through `envFrom` (`deploy/k8s/`).
+- **Kubernetes**: non-secret values in the ConfigMap `inventory-config`; secrets in the
+  Secret `inventory-secrets`, mounted as files at `/run/secrets/inventory/` and named
+  by `*_FILE` variables in each container's `env` (`deploy/k8s/`).
+- **Secrets from files**: every variable marked *secret* below also has a `_FILE`
+  form (e.g. `DJANGO_SECRET_KEY_FILE=/run/secrets/django_secret_key`): the value is
+  read once at start from that file, its trailing newline stripped. Setting both
+  forms, or naming an unreadable or empty file, is refused at start (the message
+  names the file, never its content). Compose `secrets:`, Kubernetes secret volumes
+  and Docker Swarm secrets all deliver files.
 - Empty values count as unset everywhere (Compose and ECS pass empty strings).
 """
 
@@ -122,13 +156,20 @@ def environment_variables_md() -> str:
             )
             if var.kind == "secret" and var.debug_default is not None:
                 debug_default = "(a development key)"
+            doc = var.doc
+            if var.sensitive:
+                doc += (
+                    f" *Secret*: or `{var.file_name}`, the path of a file holding "
+                    "it; a value published in this project's files is refused in "
+                    "production."
+                )
             cells = [
                 f"`{var.name}`",
                 _type(var),
                 f"`{_show(var.default)}`" if var.default is not None else "—",
                 f"`{debug_default}`" if debug_default else "",
                 _required(var),
-                var.doc.replace("|", "\\|"),
+                doc.replace("|", "\\|"),
             ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
@@ -143,6 +184,11 @@ def env_example() -> str:
         "# Generated from backend/config/env.py by `make docs`; no value here is a",
         "# real secret. Commented lines show the defaults; ENVIRONMENT_VARIABLES.md",
         "# explains each variable.",
+        "#",
+        "# FOR A LAPTOP ONLY. The secrets below are public (this file is in the",
+        "# repository) and the HTTPS settings are off: production refuses the",
+        "# public values as soon as ALLOWED_HOSTS names a host that is not local.",
+        "# Lines marked LOCAL ONLY or PUBLIC say what to change before going live.",
         "",
     ]
     for group, title in GROUPS.items():
@@ -152,6 +198,8 @@ def env_example() -> str:
         lines.append(f"# --- {title} ---")
         for var in members:
             lines.append(f"# {var.doc}")
+            if var.name in COMPOSE_NOTES:
+                lines.append(f"# {COMPOSE_NOTES[var.name]}")
             if var.name in COMPOSE_VALUES:
                 lines.append(f"{var.name}={COMPOSE_VALUES[var.name]}")
             elif var.name == "APP_ROLE":
@@ -161,6 +209,11 @@ def env_example() -> str:
                 if default == "(empty)":
                     default = ""
                 lines.append(f"# {var.name}={default}")
+            if var.sensitive:
+                lines.append(
+                    f"# or {var.file_name}=/run/secrets/<file> (a file holding "
+                    "the value; not both)"
+                )
         lines.append("")
     return "\n".join(lines)
 

@@ -14,8 +14,9 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 GROUPS = {
     "core": "Core",
@@ -53,6 +54,37 @@ PLACEHOLDER_SECRETS = frozenset(
 # (DJANGO_SECRET_KEY's debug default), refused in production like any placeholder.
 PLACEHOLDER_PREFIXES = ("django-insecure", "dev-insecure")
 SECRET_KEY_MIN_LENGTH = 50
+# Every secret value published in a file the project ships (.env.example, the guide,
+# ENVIRONMENT_VARIABLES.md, docker-compose.yml, deploy/, railway files): whole values
+# and the passwords of example URLs. Anyone can read them, so production refuses them
+# in any sensitive variable; tests/config/test_public_secrets.py scans those files and
+# fails when one holds a secret-looking value missing here.
+PUBLIC_SECRETS = frozenset(
+    {
+        # .env.example (config/docs.py COMPOSE_VALUES): the local Compose setup.
+        "compose-local-only-0f9d2c7b1e8a4d6f93b5c0e2a7d4f1b8c6e3a9d",
+        "compose-local-metrics-token-not-secret",
+        "app-local-password",
+        # docker-compose.yml's POSTGRES_PASSWORD default, the registry's examples.
+        "app",
+        # Placeholders in the guide's and the registry's example URLs.
+        "URL-ENCODED-PASSWORD",
+        "AUTH-TOKEN",
+        "TOKEN",
+        "password",
+        "<password>",
+        # The rotation runbooks' placeholders.
+        "<new>",
+        "<old>",
+    }
+)
+# The public values stay usable while every ALLOWED_HOSTS entry is one of these: a
+# laptop running `cp .env.example .env && docker compose up`, reachable by nobody else.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# Roles whose process needs a broker: without one, web runs tasks inside requests
+# (eager) and the worker consumes from memory://, silently nothing. migrate only
+# talks to PostgreSQL.
+BROKER_ROLES = ("web", "worker", "beat")
 # Production needs one database: DATABASE_URL, or these three parts together.
 POSTGRES_PARTS = ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB")
 DATABASE_VARIABLES = ("DATABASE_URL", *POSTGRES_PARTS)
@@ -80,6 +112,15 @@ class Var:
     schemes: tuple[str, ...] = ()
     example: str | None = None
     check: Callable[[Any], None] | None = field(default=None, compare=False)
+    # A secret: may come from a file (NAME_FILE, Compose secrets, Kubernetes secret
+    # volumes), and a value published in the project's files is refused in
+    # production unless every ALLOWED_HOSTS entry is local.
+    sensitive: bool = False
+
+    @property
+    def file_name(self) -> str:
+        """The variable naming a file that holds this one's value."""
+        return f"{self.name}_FILE"
 
     def expected(self) -> str:
         """Describe in words what a valid value looks like."""
@@ -119,6 +160,31 @@ def check_secret_key(value: str) -> None:
         raise ConfigError(
             f"is {len(value)} characters long, at least {SECRET_KEY_MIN_LENGTH} needed"
         )
+
+
+def _check_secret_keys(value: list[str]) -> None:
+    for position, key in enumerate(value, start=1):
+        try:
+            check_secret_key(key)
+        except ConfigError as exc:
+            raise ConfigError(f"entry {position} {exc}") from None
+
+
+def hosts_all_local(hosts: list[str] | None) -> bool:
+    """True when every ALLOWED_HOSTS entry is the machine itself (none is empty)."""
+    return bool(hosts) and all(host.lower() in LOCAL_HOSTS for host in hosts or [])
+
+
+def published_in(var: Var, value: Any) -> bool:
+    """Whether a sensitive variable's value (or its URL's password) is public."""
+    if var.kind == "url":
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            return False
+        return password is not None and unquote(password) in PUBLIC_SECRETS
+    items = value if isinstance(value, list) else [value]
+    return any(str(item).strip() in PUBLIC_SECRETS for item in items)
 
 
 def check_hosts(value: list[str]) -> None:
@@ -194,6 +260,19 @@ VARIABLES: tuple[Var, ...] = (
         required_in_prod=True,
         check=check_secret_key,
         debug_default="dev-insecure-key-only-for-local-development-never-in-production-0",
+        sensitive=True,
+    ),
+    Var(
+        "DJANGO_SECRET_KEY_FALLBACKS",
+        "list",
+        "core",
+        "Previous signing keys (comma separated) while DJANGO_SECRET_KEY is "
+        "rotated. Sessions, password-reset links and signed values made with them "
+        "still verify; nothing new is signed with them. Remove them once the "
+        "rotation window (SESSION_COOKIE_AGE, two weeks) is over.",
+        default=[],
+        check=_check_secret_keys,
+        sensitive=True,
     ),
     Var(
         "ALLOWED_HOSTS",
@@ -228,9 +307,12 @@ VARIABLES: tuple[Var, ...] = (
         "url",
         "database",
         f"PostgreSQL URL; or set {', '.join(POSTGRES_PARTS[:-1])} and "
-        f"{POSTGRES_PARTS[-1]}. Required in production (one of the two).",
+        f"{POSTGRES_PARTS[-1]}. Required in production (one of the two). Beyond "
+        "the local machine add ?sslmode=verify-full&sslrootcert=<CA file> "
+        "(check --deploy warns core.W020 otherwise).",
         schemes=("postgres", "postgresql", "sqlite"),
         example="postgres://app:app@db:5432/app",
+        sensitive=True,
     ),
     Var(
         "POSTGRES_USER",
@@ -245,6 +327,7 @@ VARIABLES: tuple[Var, ...] = (
         "database",
         "Database password, when DATABASE_URL is not set.",
         example="app",
+        sensitive=True,
     ),
     Var(
         "POSTGRES_DB",
@@ -290,6 +373,7 @@ VARIABLES: tuple[Var, ...] = (
         "DATABASE_URL.",
         schemes=("postgres", "postgresql"),
         example="postgres://app:app@db:5432/app",
+        sensitive=True,
     ),
     Var(
         "DB_POOL_SIZE",
@@ -363,10 +447,13 @@ VARIABLES: tuple[Var, ...] = (
         "redis",
         "Redis that must never evict (maxmemory-policy noeviction): Celery broker, "
         "RedBeat's lock, the inventory gate counters, task delivery counts, token "
-        "revocation messages; also the cache unless REDIS_CACHE_URL is set. Without "
-        "it: in-memory cache and eager Celery (development).",
+        "revocation messages; also the cache unless REDIS_CACHE_URL is set. No task "
+        "results: tasks record their outcome in PostgreSQL. Required in production "
+        "for the web, worker and beat roles (unless CELERY_BROKER_URL names the "
+        "broker); with DEBUG and without it: in-memory cache and eager Celery.",
         schemes=("redis", "rediss"),
         example="redis://redis:6379/0",
+        sensitive=True,
     ),
     Var(
         "REDIS_SENTINELS",
@@ -385,6 +472,7 @@ VARIABLES: tuple[Var, ...] = (
         "secret",
         "redis",
         "Password of the sentinels themselves (their requirepass), when they have one.",
+        sensitive=True,
     ),
     Var(
         "REDIS_CACHE_URL",
@@ -395,6 +483,7 @@ VARIABLES: tuple[Var, ...] = (
         "(e.g. allkeys-lru). Defaults to REDIS_URL.",
         schemes=("redis", "rediss"),
         example="redis://redis-cache:6379/0",
+        sensitive=True,
     ),
     Var(
         "CELERY_BROKER_URL",
@@ -402,6 +491,7 @@ VARIABLES: tuple[Var, ...] = (
         "redis",
         "Celery broker, when it differs from REDIS_URL.",
         schemes=("redis", "rediss", "amqp", "amqps"),
+        sensitive=True,
     ),
     Var(
         "REDIS_SOCKET_TIMEOUT",
@@ -843,6 +933,16 @@ VARIABLES: tuple[Var, ...] = (
         "secret",
         "observability",
         "Bearer token for /metrics; without it /metrics answers 404.",
+        sensitive=True,
+    ),
+    Var(
+        "METRICS_TOKEN_PREVIOUS",
+        "secret",
+        "observability",
+        "The metrics token being rotated out: web's /metrics and the worker's port "
+        "accept it besides METRICS_TOKEN until it is removed, so Prometheus can "
+        "switch tokens without a scrape gap.",
+        sensitive=True,
     ),
     Var(
         "PROMETHEUS_MULTIPROC_DIR",
@@ -862,7 +962,11 @@ VARIABLES: tuple[Var, ...] = (
         maximum=65535,
     ),
     Var(
-        "SENTRY_DSN", "secret", "observability", "Sentry DSN; Sentry is off without it."
+        "SENTRY_DSN",
+        "secret",
+        "observability",
+        "Sentry DSN; Sentry is off without it.",
+        sensitive=True,
     ),
     Var(
         "SENTRY_ENVIRONMENT",
@@ -1070,6 +1174,76 @@ def _task_time_problems(*, values: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _read_secret_file(path: str) -> str:
+    """A `*_FILE`'s value: the file's text, its trailing newline stripped.
+
+    Messages name the path, never the content: the file holds a secret.
+    """
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"names {path}, which cannot be read ({exc.strerror or exc})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"names {path}, which is not UTF-8 text") from None
+    # `echo value > file` and editors add a newline that is no part of the secret.
+    value = content.rstrip("\r\n")
+    if not value.strip():
+        raise ConfigError(f"names {path}, which is empty")
+    return value
+
+
+def _public_secret_problems(*, values: Mapping[str, Any], debug: bool) -> list[Problem]:
+    """Refuse a published secret (PUBLIC_SECRETS) unless the hosts are all local.
+
+    The exception keeps `cp .env.example .env && docker compose up` working on a
+    laptop; the first non-local host (a real deployment) makes each one an error.
+    """
+    if debug or hosts_all_local(values.get("ALLOWED_HOSTS")):
+        return []
+    problems = []
+    for var in VARIABLES:
+        value = values.get(var.name)
+        if not var.sensitive or not value or not published_in(var, value):
+            continue
+        what = "has a password" if var.kind == "url" else "is a value"
+        problems.append(
+            Problem(
+                var.name,
+                f"{what} published in this project's files (.env.example, the "
+                "guide, the manifests), a placeholder, not a secret",
+                "a value of your own (generate it), or every ALLOWED_HOSTS entry "
+                "local (" + ", ".join(sorted(LOCAL_HOSTS - {"[::1]"})) + ")",
+            )
+        )
+    return problems
+
+
+def _broker_problems(
+    *, values: Mapping[str, Any], debug: bool, reported: set[str]
+) -> list[Problem]:
+    """Web, worker and beat need a broker outside DEBUG (see BROKER_ROLES).
+
+    A missing setting, refused at start; a Redis that is *down* is an outage, which
+    web rides out degraded (the entrypoint's dependency wait).
+    """
+    role = values.get("APP_ROLE")
+    if debug or role not in BROKER_ROLES:
+        return []
+    if values.get("REDIS_URL") or values.get("CELERY_BROKER_URL"):
+        return []
+    if reported & {"REDIS_URL", "CELERY_BROKER_URL"}:
+        return []  # set, but unusable: a problem above already names it
+    return [
+        Problem(
+            "REDIS_URL",
+            f"is missing (and CELERY_BROKER_URL too): the {role} role needs a broker",
+            "a redis:// URL, or CELERY_BROKER_URL",
+        )
+    ]
+
+
 def load(environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate every registered variable; collect problems, never raise."""
     environ = os.environ if environ is None else environ
@@ -1089,8 +1263,38 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         except ConfigError as exc:
             problems.append(Problem("DEBUG", str(exc), REGISTRY["DEBUG"].expected()))
 
+    # Variables set but unusable, for a reason already reported (a bad value or
+    # *_FILE): no second "is missing" about them.
+    reported: set[str] = set()
     for var in VARIABLES:
         raw = raw_of(var.name)
+        source = ""
+        path = raw_of(var.file_name) if var.sensitive else None
+        if path is not None:
+            if raw is not None:
+                problems.append(
+                    Problem(
+                        var.file_name,
+                        f"and {var.name} are both set",
+                        f"one of the two: the value in {var.name}, or a file "
+                        f"holding it in {var.file_name}",
+                    )
+                )
+                reported.add(var.name)
+                values[var.name] = var.default
+                continue
+            try:
+                raw = _read_secret_file(path)
+            except ConfigError as exc:
+                problems.append(
+                    Problem(
+                        var.file_name, str(exc), "a readable file holding the value"
+                    )
+                )
+                reported.add(var.name)
+                values[var.name] = var.default
+                continue
+            source = f"(read from {var.file_name}={path}) "
         if raw is None:
             if debug and var.debug_default is not None:
                 values[var.name] = var.debug_default
@@ -1103,11 +1307,23 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         try:
             values[var.name] = parse_value(var, raw)
         except ConfigError as exc:
-            problems.append(Problem(var.name, str(exc), var.expected()))
+            problems.append(Problem(var.name, source + str(exc), var.expected()))
+            reported.add(var.name)
             values[var.name] = var.default
     values["DEBUG"] = debug
 
     problems.extend(_task_time_problems(values=values))
+    problems.extend(_public_secret_problems(values=values, debug=debug))
+    named = reported | {problem.name for problem in problems}
+    problems.extend(_broker_problems(values=values, debug=debug, reported=named))
+    if values.get("METRICS_TOKEN_PREVIOUS") and not values.get("METRICS_TOKEN"):
+        problems.append(
+            Problem(
+                "METRICS_TOKEN_PREVIOUS",
+                "is set without METRICS_TOKEN",
+                "the new token in METRICS_TOKEN while the old one is accepted",
+            )
+        )
 
     # One database is required in production: a URL, or the three POSTGRES_* parts.
     parts = POSTGRES_PARTS
@@ -1132,7 +1348,8 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     elif debug:
         values["_DATABASE_URL"] = None  # settings fall back to SQLite
     else:
-        problems.append(Problem("DATABASE_URL", "is missing", DATABASE_EXPECTED))
+        if "DATABASE_URL" not in reported:
+            problems.append(Problem("DATABASE_URL", "is missing", DATABASE_EXPECTED))
         values["_DATABASE_URL"] = None
     if values.get("REDIS_SENTINELS") and not values.get("REDIS_URL"):
         problems.append(

@@ -30,6 +30,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG: bool = ENV["DEBUG"]
 SECRET_KEY: str = ENV["DJANGO_SECRET_KEY"]
+# During a key rotation the old key still verifies what it signed (sessions,
+# password-reset links, signed values); nothing new is signed with it.
+SECRET_KEY_FALLBACKS: list[str] = ENV["DJANGO_SECRET_KEY_FALLBACKS"]
 ALLOWED_HOSTS: list[str] = ENV["ALLOWED_HOSTS"]
 ADMIN_URL: str = ENV["DJANGO_ADMIN_URL"]
 
@@ -430,6 +433,8 @@ SPECTACULAR_SETTINGS = {
 # --- Observability ----------------------------------------------------------------
 
 METRICS_TOKEN: str | None = ENV["METRICS_TOKEN"]
+# The token being rotated out, accepted besides METRICS_TOKEN until removed.
+METRICS_TOKEN_PREVIOUS: str | None = ENV["METRICS_TOKEN_PREVIOUS"]
 WORKER_METRICS_PORT: int = ENV["WORKER_METRICS_PORT"]
 PROMETHEUS_EXPORT_MIGRATIONS = False
 

@@ -5,7 +5,8 @@ Stable ids: core.E001 (placeholder secret), core.E002 (wildcard host), core.W003
 (SQLite in production), core.W006 (PostgreSQL connection budget exceeded) and
 core.W012 (statement_timeout missing through the pooler) — these two are database
 checks: `check --deploy --database default` —, core.W007 (the broker's Redis can
-evict), core.I008 (its eviction policy could not be read).
+evict), core.I008 (its eviction policy could not be read), core.W020 (a remote
+database reached without a verified TLS certificate).
 """
 
 from __future__ import annotations
@@ -86,6 +87,51 @@ def check_database_engine(app_configs: Any, **kwargs: Any) -> list[Error]:
     except ConfigError:
         return [Error("The database is SQLite; use PostgreSQL.", id="core.E005")]
     return []
+
+
+# libpq's default sslmode (prefer) encrypts when the server offers TLS but verifies
+# nothing: whoever answers on the path, or strips TLS off it, gets the password.
+# Only these two modes check the server's certificate against a CA.
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+LOCAL_DATABASE_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def _database_host_is_local(host: str) -> bool:
+    """Loopback, a Unix socket (an absolute path), or a single-label name: a Compose
+    service (`db`, `pgbouncer`) or a Kubernetes Service of the namespace
+    (`inventory-pgbouncer`), reached on the platform's own network. A managed
+    database is a dotted name or an address, and that hop is the one to verify
+    (pooled, it is DATABASE_DIRECT_URL's and the pooler's upstream)."""
+    if host in LOCAL_DATABASE_HOSTS or host.startswith("/"):
+        return True
+    return "." not in host and ":" not in host
+
+
+@register(Tags.security, deploy=True)
+def check_database_tls(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    databases = {"default": connections.settings["default"]}
+    direct = getattr(settings, "DATABASE_DIRECT", None)
+    if direct is not None and direct.get("HOST") != databases["default"].get("HOST"):
+        databases["direct"] = direct
+    warnings = []
+    for name, database in databases.items():
+        if "sqlite" in database.get("ENGINE", ""):
+            continue  # core.E005's concern
+        host = str(database.get("HOST") or "")
+        sslmode = (database.get("OPTIONS") or {}).get("sslmode", "prefer")
+        if _database_host_is_local(host) or sslmode in VERIFYING_SSLMODES:
+            continue
+        variable = "DATABASE_DIRECT_URL" if name == "direct" else "DATABASE_URL"
+        warnings.append(
+            Warning(
+                f"{variable} reaches PostgreSQL at {host} with sslmode={sslmode}: "
+                "the server's certificate is not verified.",
+                hint="Add ?sslmode=verify-full&sslrootcert=<the CA's file> to the "
+                "URL (verify-ca when the certificate cannot name the host).",
+                id="core.W020",
+            )
+        )
+    return warnings
 
 
 @register(Tags.database, deploy=True)

@@ -39,7 +39,9 @@ def _task_finished(
     celery_tasks.labels(task=name, outcome=(state or "unknown").lower()).inc()
 
 
-def _serve_with_token(port: int, *, registry: Any, token: str | None) -> None:
+def _serve_with_token(
+    port: int, *, registry: Any, token: str | None, previous: str | None = None
+) -> None:
     """Serve `registry` on `port` in a daemon thread, to METRICS_TOKEN holders only.
 
     The same rule as web's /metrics: the port is reachable by anything on the
@@ -58,7 +60,9 @@ def _serve_with_token(port: int, *, registry: Any, token: str | None) -> None:
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         refusal = metrics_refusal(
-            token=token, authorization=environ.get("HTTP_AUTHORIZATION", "")
+            token=token,
+            previous=previous,
+            authorization=environ.get("HTTP_AUTHORIZATION", ""),
         )
         if refusal is None:
             return exposition(environ, start_response)
@@ -96,7 +100,12 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
     multiprocess.MultiProcessCollector(registry)
     registry.register(QueueCollector(settings.CELERY_WORKER_QUEUES))
     try:
-        _serve_with_token(port, registry=registry, token=settings.METRICS_TOKEN)
+        _serve_with_token(
+            port,
+            registry=registry,
+            token=settings.METRICS_TOKEN,
+            previous=settings.METRICS_TOKEN_PREVIOUS,
+        )
     except OSError as exc:
         # Metrics are not worth refusing work for; say so loudly.
         logger.error("worker metrics port %s unavailable: %s", port, exc)

@@ -140,6 +140,26 @@ def tokens_revoke(*, keys: Iterable[str] = (), user_ids: Iterable[Any] = ()) -> 
     transaction.on_commit(publish)
 
 
+def token_cache_flush() -> bool:
+    """Empty every web process's token cache (this one's at once, the others' through
+    the revocation channel); return whether the message was published.
+
+    After a database restore a cached token may no longer exist, or belong to a
+    user whose rights the backup undoes: every process reads tokens afresh. A
+    process older than this message finds no `keys` in it and clears its cache as
+    for any message it cannot read.
+    """
+    token_cache.clear()
+    if not settings.REDIS_URL:
+        return False
+    from django_redis import get_redis_connection
+
+    get_redis_connection(settings.DURABLE_REDIS_ALIAS).publish(
+        revocation_channel(settings.REDIS_URL), json.dumps({"all": True})
+    )
+    return True
+
+
 def _ensure_listener() -> None:
     """Start this process's revocation listener once (again after a fork)."""
     global _listener_pid
@@ -196,8 +216,11 @@ def _listen(url: str, connect_timeout: float) -> None:
 def _apply(data: Any) -> None:
     try:
         payload = json.loads(data)
+        if payload.get("all") is True:  # token_cache_flush
+            token_cache.clear()
+            return
         token_cache.evict(keys=payload["keys"], user_ids=payload["user_ids"])
-    except (TypeError, ValueError, KeyError):
+    except (TypeError, ValueError, KeyError, AttributeError):
         logger.warning("ignored a malformed token revocation message")
         token_cache.clear()
 

@@ -15,6 +15,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """Serve Prometheus metrics to holders of METRICS_TOKEN only."""
     refusal = metrics_refusal(
         token=settings.METRICS_TOKEN,
+        previous=settings.METRICS_TOKEN_PREVIOUS,
         authorization=request.headers.get("Authorization", ""),
     )
     if refusal is not None:

@@ -44,10 +44,14 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
     {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
     OpenApiParameter.HEADER,
-    description="A retry with the same key gets the first request's answer (201, "
-    "same body, header Idempotent-Replayed: true), waiting for it if it is still "
-    "running; reuse with a different body is 422.",
-    examples=[OpenApiExample("A client-chosen key", value="order-1001:attempt-1")],
+    # No example value: every client and every generator copies an example, so a
+    # fixed key would have them all reuse one key with different bodies (422). The
+    # form is described instead.
+    description="A key the client makes unique per intended reservation, e.g. its "
+    "order id followed by `:` and the attempt's number, or a UUID. A retry with the "
+    "same key gets the first request's answer (201, same body, header "
+    "Idempotent-Replayed: true), waiting for it if it is still running; reuse with "
+    "a different body is 422.",
 )
 
 
@@ -58,7 +62,9 @@ class InvalidIdempotencyKey(DomainError):
 
 
 def errors(*codes: int) -> dict[int, type]:
-    return {code: ErrorOutput for code in (400, 401, 403, 429, *codes)}
+    # 503: the exception handler's answer when the database is unreachable, which
+    # any operation can meet (tests/hostile/test_declared_statuses.py).
+    return {code: ErrorOutput for code in (400, 401, 403, 429, *codes, 503)}
 
 
 class ProductListCreate(GenericAPIView):
@@ -79,7 +85,8 @@ class ProductListCreate(GenericAPIView):
 
     @extend_schema(
         request=ProductCreateInput,
-        responses={201: ProductOutput, **errors(409)},
+        # 404: the product is read back after its commit (a concurrent delete).
+        responses={201: ProductOutput, **errors(404, 409)},
         examples=[
             OpenApiExample(
                 "A new product",

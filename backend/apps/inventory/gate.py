@@ -185,6 +185,32 @@ def gate_forget(*, skus: list[str]) -> int:
         return 0
 
 
+def gate_counters_clear(*, batch_size: int = 500) -> int:
+    """Delete every SKU's counter and the reconciled-server mark; return how many
+    counters there were.
+
+    After a database restore the counters describe a later (or another) state:
+    a product created after the backup keeps a counter, units sold after it are
+    missing from one. Without a counter a request warms it from the database, so
+    clearing is safe under traffic; SCAN, not KEYS, keeps Redis answering.
+    """
+
+    def clear(redis: Any) -> int:
+        removed = 0
+        batch: list[bytes] = []
+        for key in redis.scan_iter(match=f"{KEY_PREFIX}*", count=batch_size):
+            batch.append(key)
+            if len(batch) >= batch_size:
+                removed += int(redis.delete(*batch))
+                batch = []
+        if batch:
+            removed += int(redis.delete(*batch))
+        redis.delete(SERVER_MARK_KEY)
+        return removed
+
+    return _redis(clear)
+
+
 def gate_read(*, sku: str) -> int | None:
     """Return the counter, or None when it is missing."""
     value = _redis(lambda redis: redis.get(gate_key(sku)))

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Q, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Min, Q, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -704,3 +704,59 @@ def _gate_forget_inactive(*, batch_size: int = 500) -> int:
             "removed inventory counters of inactive products", extra={"count": removed}
         )
     return removed
+
+
+@dataclass(frozen=True)
+class GateRebuild:
+    removed: int  # counters deleted (any state Redis held)
+    derived: int  # counters written from the database's available
+    active_products: int
+    # Active products left without a counter: the reconciliation was skipped (one
+    # ran elsewhere). Traffic warms a missing counter too, so this reads 0 after a
+    # run, also under traffic; a counter's value may differ by then.
+    missing: int
+
+
+def inventory_gate_rebuild() -> GateRebuild:
+    """Re-derive every gate counter from PostgreSQL: delete them all, reconcile.
+
+    For a restored database (or a Redis that outlived it): counters of products the
+    backup lacks go, every active product's is written from its stock row. Raises
+    GateUnavailable when Redis cannot be asked.
+    """
+    removed = gate.gate_counters_clear()
+    derived = inventory_gate_reconcile()
+    active = missing = 0
+    for stock in _stocks_by_product():
+        active += 1
+        missing += gate.gate_read(sku=stock.product.sku) is None
+    with suppress(gate.GateUnavailable):
+        _, run_id = gate.gate_server_changed()
+        gate.gate_server_mark(run_id=run_id)
+    return GateRebuild(
+        removed=removed, derived=derived, active_products=active, missing=missing
+    )
+
+
+@dataclass(frozen=True)
+class PendingReservations:
+    count: int
+    units: int
+    next_deadline: datetime | None
+
+
+def reservations_pending_read() -> PendingReservations:
+    """Active reservations still inside their deadline (by the database's clock).
+
+    Their expiry needs nothing in Redis: beat's sweep (inventory.expire_reservations,
+    every minute) releases every active reservation whose expires_at has passed, so
+    a restored one expires at its deadline plus at most one sweep interval.
+    """
+    pending = Reservation.objects.filter(
+        status=Reservation.Status.ACTIVE, expires_at__gt=Now()
+    ).aggregate(count=Count("pk"), units=Sum("quantity"), next=Min("expires_at"))
+    return PendingReservations(
+        count=pending["count"],
+        units=pending["units"] or 0,
+        next_deadline=pending["next"],
+    )

@@ -7,10 +7,14 @@ import re
 import pytest
 
 from config.env import REGISTRY, ConfigError, load, parse_bool, parse_value
-from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.processes import run_python
 
-GOOD = {**PRODUCTION_ENV, "DATABASE_URL": "postgres://app:pw@db.internal:5432/app"}
+GOOD = {
+    **PRODUCTION_ENV,
+    "DATABASE_URL": "postgres://app:pw@db.internal:5432/app",
+    "REDIS_URL": UNREACHED_REDIS_URL,
+}
 
 
 def check(env: dict[str, str]):
@@ -77,12 +81,13 @@ def test_bad_value_is_named_with_reason(name: str, value: str, message: str) -> 
 def test_all_problems_reported_in_one_run() -> None:
     result = check({"SECURE_HSTS_SECONDS": "-1", "GUNICORN_THREADS": "lots"})
     assert result.returncode == 1
-    assert "Invalid configuration: 6 problems" in result.stderr
+    assert "Invalid configuration: 7 problems" in result.stderr
     for name in (
         "DJANGO_SECRET_KEY",
         "ALLOWED_HOSTS",
         "CORS_ALLOWED_ORIGINS",
         "DATABASE_URL",
+        "REDIS_URL",
         "SECURE_HSTS_SECONDS",
         "GUNICORN_THREADS",
     ):
@@ -189,7 +194,7 @@ def test_env_module_validates_from_the_command_line() -> None:
     assert (ok.returncode, ok.stdout.strip()) == (0, "Configuration OK")
     bad = run_python(["-m", "config.env"], env=clean_environ())
     assert bad.returncode == 1
-    assert "Invalid configuration: 4 problems" in bad.stderr
+    assert "Invalid configuration: 5 problems" in bad.stderr
 
 
 @pytest.mark.parametrize(

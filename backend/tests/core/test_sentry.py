@@ -10,7 +10,12 @@ from sentry_sdk.transport import Transport
 
 from apps.core.context import request_id_var
 from apps.core.sentry import sentry_init
-from tests.support.env import PRODUCTION_ENV, clean_environ, with_venv_path
+from tests.support.env import (
+    PRODUCTION_ENV,
+    UNREACHED_REDIS_URL,
+    clean_environ,
+    with_venv_path,
+)
 from tests.support.net import free_port
 from tests.support.processes import (
     WORKER_COMMAND,
@@ -70,6 +75,7 @@ def test_sentry_off_without_dsn() -> None:
     env = clean_environ(
         **PRODUCTION_ENV,
         DATABASE_URL="postgres://a:b@db/app",
+        REDIS_URL=UNREACHED_REDIS_URL,
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     result = run_python(["-c", code], env=env)

@@ -22,6 +22,8 @@ GRACEFUL = REGISTRY["GUNICORN_GRACEFUL_TIMEOUT"].default
 DRAIN = REGISTRY["WEB_DRAIN_SECONDS"].default
 SOFT_SHUTDOWN = REGISTRY["CELERY_SOFT_SHUTDOWN_TIMEOUT"].default
 ROLES = ("web", "worker", "beat", "migrate")
+# Where the Kubernetes manifests mount the Secret inventory-secrets.
+K8S_SECRETS = "/run/secrets/inventory"
 SECRET_NAMES = {
     "DJANGO_SECRET_KEY",
     "DATABASE_URL",
@@ -390,11 +392,44 @@ def test_kubernetes_pods_are_locked_down(name: str) -> None:
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
     assert {"requests", "limits"} <= set(container["resources"])
-    assert container["envFrom"] == [
-        {"configMapRef": {"name": "inventory-config"}},
-        {"secretRef": {"name": "inventory-secrets"}},
+    assert container["envFrom"] == [{"configMapRef": {"name": "inventory-config"}}]
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "secrets", "mountPath": K8S_SECRETS, "readOnly": True},
     ]
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert {"name": "secrets", "secret": {"secretName": "inventory-secrets"}} in spec[
+        "volumes"
+    ]
+
+
+def _guide_k8s_secret_keys() -> set[str]:
+    """The keys the guide's `kubectl create secret generic inventory-secrets` makes."""
+    section = _guide_section("Kubernetes")
+    command = section.split("create secret generic inventory-secrets", 1)[1]
+    command = command.split("\n\n", 1)[0]
+    return set(re.findall(r"--from-literal=([A-Z_]+)=", command))
+
+
+@pytest.mark.parametrize(
+    "name", ["inventory-web", "inventory-worker", "inventory-beat", "inventory-migrate"]
+)
+def test_kubernetes_secrets_come_as_files_from_the_secret_volume(name: str) -> None:
+    """Each secret is a *_FILE naming a key of the mounted Secret that the guide's
+    `kubectl create secret` step creates; no secret value is in the environment."""
+    (container,) = _pod(name)["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    keys = ["DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN"]
+    if name == "inventory-migrate":
+        # Pooled (configmap.yaml), the migrate role's lock and migrations go past
+        # the pooler.
+        keys.append("DATABASE_DIRECT_URL")
+    assert files == {f"{key}_FILE": f"{K8S_SECRETS}/{key}" for key in keys}
+    for variable in files:
+        assert REGISTRY[variable.removesuffix("_FILE")].sensitive, variable
+    assert not SECRET_NAMES & set(env)
+    keys = {path.rsplit("/", 1)[1] for path in files.values()}
+    assert keys <= _guide_k8s_secret_keys()
 
 
 def test_kubernetes_web_probes_and_stop_budget() -> None:
@@ -437,9 +472,19 @@ def test_kubernetes_worker_liveness_probe_passes_live_and_fails_stale(
     assert "APP_ROLE" not in json.dumps(container)
     # The pod's environment: the image's APP_ROLE, the ConfigMap and the container's
     # env; HEARTBEAT_DIR is the test's own directory instead of the shared /tmp.
+    # The Secret volume: a file per key, as the kubelet writes them; the plain
+    # variables of the test's environment emptied (empty counts as unset).
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for key in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        (secrets / key).write_text(production_env[key])
+    (secrets / "METRICS_TOKEN").write_text("k8s-metrics-token-" + "t" * 16)
     pod_env = {
         "APP_ROLE": "web",
-        **_k8s_env("inventory-worker"),
+        "DJANGO_SECRET_KEY": "",
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+        **_k8s_env("inventory-worker", secrets),
         "HEARTBEAT_DIR": str(tmp_path),
         "CELERY_WORKER_QUEUES": f"k8s-{os.urandom(4).hex()}",
     }
@@ -505,14 +550,23 @@ def test_railway_config() -> None:
 DEFAULT_MAX_CONNECTIONS = 100
 
 
-def _k8s_env(name: str) -> dict[str, str]:
-    """What a pod of the Deployment sees: the ConfigMap, then the container's env."""
+def _k8s_env(name: str, secrets: Path | None = None) -> dict[str, str]:
+    """What a pod of the Deployment sees: the ConfigMap, then the container's env.
+
+    The *_FILE variables name files of the Secret volume: under `secrets` (a
+    directory standing for the mount), or left out without it.
+    """
     config = next(doc for _, doc in _k8s_documents() if doc["kind"] == "ConfigMap")
     (container,) = _pod(name)["spec"]["template"]["spec"]["containers"]
-    return {
-        **config["data"],
-        **{item["name"]: item["value"] for item in container.get("env", [])},
-    }
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    for variable, path in list(env.items()):
+        if variable.endswith("_FILE"):
+            assert path.startswith(f"{K8S_SECRETS}/"), (variable, path)
+            if secrets is None:
+                del env[variable]
+            else:
+                env[variable] = str(secrets / path.rsplit("/", 1)[1])
+    return {**config["data"], **env}
 
 
 def _k8s_most_pods(name: str, most_replicas: int) -> int:
@@ -599,7 +653,10 @@ def _compose_platform() -> dict[str, tuple[dict[str, str], int, float | None]]:
         # `up` replaces a container (no overlap); no file scales a service.
         assert "replicas" not in service.get("deploy", {}), role
         assert "cpus" not in service.get("deploy", {}).get("resources", {}), role
-        platform[role] = ({**example, **service["environment"]}, 1, None)
+        # The budget's variables: the file's public secrets (refused with a real
+        # host, tests/config/test_public_secrets.py) are no part of it.
+        settings = {k: v for k, v in example.items() if not REGISTRY[k].sensitive}
+        platform[role] = ({**settings, **service["environment"]}, 1, None)
     return platform
 
 
@@ -771,3 +828,70 @@ def test_ecs_rds_proxy_requests_validate_and_outlive_django_connections() -> Non
     assert proxy["IdleClientTimeout"] > conn_max_age
     pool = requests["modifyDBProxyTargetGroup"]["ConnectionPoolConfig"]
     assert 0 < pool["MaxConnectionsPercent"] <= 90
+
+
+def _guide_compose_secrets_override() -> dict:
+    """The guide's opt-in `docker-compose.secrets.yml` (section "Compose: secrets:")."""
+    section = _guide_section("Secrets")
+    (block,) = re.findall(
+        r"```yaml\n(# docker-compose\.secrets\.yml.+?)```", section, re.DOTALL
+    )
+    return yaml.safe_load(block)
+
+
+def test_guide_compose_secrets_override_is_valid_and_complete(tmp_path) -> None:
+    """The override matches the Compose spec, gives every app service each secret
+    as a file (the plain variable emptied, so .env's value is unset), and loads with
+    .env.example's other values: the files are read, nothing is refused."""
+    from config.env import load
+
+    override = _guide_compose_secrets_override()
+    path = tmp_path / "docker-compose.secrets.yml"
+    path.write_text(yaml.safe_dump(override))
+    result = subprocess.run(
+        [_bin("check-jsonschema"), "--schemafile", str(COMPOSE_SCHEMA), str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    declared = override["secrets"]
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(override["services"]) == {"db", *ROLES}  # redis has no password
+    example = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            example[key] = value
+    for role in ROLES:
+        service = override["services"][role]
+        env = service["environment"]
+        files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+        # Every secret .env.example gives the app comes as a file instead.
+        secrets_in_example = {k for k in example if REGISTRY[k].sensitive}
+        secrets_in_example -= {"REDIS_URL"}  # no password in the Compose Redis
+        assert {k.removesuffix("_FILE") for k in files} == secrets_in_example, role
+        for variable, target in files.items():
+            name = variable.removesuffix("_FILE")
+            assert env[name] == "", (role, name)
+            secret = target.removeprefix("/run/secrets/")
+            assert secret in service["secrets"], (role, secret)
+            assert declared[secret] == {"file": f"./secrets/{secret}"}
+        # What the app of this role reads: .env, then the override, with the
+        # secret files where the container sees them.
+        (tmp_path / "secrets").mkdir(exist_ok=True)
+        values = {**example, **base[role].get("environment", {}), **env}
+        for variable, target in files.items():
+            local = tmp_path / "secrets" / target.removeprefix("/run/secrets/")
+            local.write_text(f"{role}-{variable}-" + "Zq7w" * 16 + "\n")
+            values[variable] = str(local)
+        config = load({**values, "ALLOWED_HOSTS": "inventory.example.com"})
+        assert config.problems == [], (role, config.problems)
+        assert config["DJANGO_SECRET_KEY"].startswith(f"{role}-DJANGO_SECRET_KEY_FILE-")
+    db = override["services"]["db"]
+    assert db["environment"] == {
+        "POSTGRES_PASSWORD": "",
+        "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+    }
+    assert db["secrets"] == ["postgres_password"]

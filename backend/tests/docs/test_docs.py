@@ -10,6 +10,8 @@ import pytest
 
 from config import docs
 from config.env import REGISTRY, load
+from tests.support.env import clean_environ
+from tests.support.processes import run_python
 
 ROOT = Path(__file__).resolve().parents[3]
 BACKEND = ROOT / "backend"
@@ -74,17 +76,42 @@ def test_code_reads_no_variable_outside_the_registry() -> None:
     assert unknown == {}, "add these to config/env.py (and run make docs)"
 
 
-def test_env_example_is_a_valid_production_configuration() -> None:
+def _env_example() -> dict[str, str]:
     values = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.partition("=")
             values[name] = value
-    config = load(values)
+    return values
+
+
+def test_env_example_loads_while_every_host_is_local() -> None:
+    """`cp .env.example .env && docker compose up` works on a laptop."""
+    config = load(_env_example())
     assert config.problems == []
     assert config.debug is False
+    assert config["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1"]
     assert config.database_url == "postgres://app:app-local-password@db:5432/app"
     assert config["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_env_example_with_a_real_host_is_refused_naming_each_public_secret() -> None:
+    """Its secrets are public: the first real host name makes each one an error."""
+    env = clean_environ(**{**_env_example(), "ALLOWED_HOSTS": "inventory.example.com"})
+    result = run_python(["-m", "config.env"], env=env)
+    assert result.returncode == 1
+    published = (
+        "published in this project's files (.env.example, the guide, the "
+        "manifests), a placeholder, not a secret; expected a value of your own "
+        "(generate it), or every ALLOWED_HOSTS entry local (127.0.0.1, ::1, "
+        "localhost)"
+    )
+    assert result.stderr.splitlines()[:4] == [
+        "Invalid configuration: 3 problems with environment variables:",
+        f"  - DJANGO_SECRET_KEY is a value {published}",
+        f"  - POSTGRES_PASSWORD is a value {published}",
+        f"  - METRICS_TOKEN is a value {published}",
+    ]
 
 
 # A variable part of a message: `<...>` in the guide; {...} (f-strings), %s-style

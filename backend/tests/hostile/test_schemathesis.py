@@ -8,6 +8,7 @@ reservation ids created by one call flow into get, confirm and cancel.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+BACKEND = Path(__file__).resolve().parents[2]
 
 # Every operation of the schema, as routes the access log shows.
 OPERATIONS = {
@@ -80,6 +82,12 @@ def test_api_conforms_to_its_schema(start_gunicorn, staff, make_product, tmp_pat
             timeout=600,
             check=False,
             cwd=tmp_path,
+            # The client's side of the Idempotency-Key contract (see the module).
+            env={
+                **os.environ,
+                "PYTHONPATH": str(BACKEND),
+                "SCHEMATHESIS_HOOKS": "tests.hostile.schemathesis_hooks",
+            },
         )
     finally:
         cache.delete("auth-failures:127.0.0.1")

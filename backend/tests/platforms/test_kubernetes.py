@@ -2,8 +2,10 @@
 
 podman 4.3's kube play lacks two things these manifests use, so the test plays a
 copy with exactly these adaptations (and nothing else):
-1. `secretRef: inventory-secrets` -> a second ConfigMap of that name: kube play's
-   secretRef needs podman's own secret format. The values are what the guide's
+1. The Secret `inventory-secrets` -> a ConfigMap of that name, and the `secret`
+   volume that mounts it -> a `configMap` volume of it (same keys, same files under
+   /run/secrets/inventory/, read through the *_FILE variables): kube play's secrets
+   need podman's own secret format. The values are what the guide's
    `kubectl create secret` step puts in.
 2. The migrate `Job` -> its pod template as a `Pod` (restartPolicy: Never): kube play
    has no kind Job.
@@ -128,6 +130,8 @@ def adapted(name: str, directory: Path) -> Path:
         }
         for volume in pod.get("volumes", []):
             volume["name"] = unique[volume["name"]]
+            if "secret" in volume:
+                volume["configMap"] = {"name": volume.pop("secret")["secretName"]}
         for container in pod["containers"]:
             if "inventory-backend" in container["image"]:
                 container["image"] = f"localhost/{IMAGE}"
@@ -223,6 +227,9 @@ def wait_probe(probe: dict, container: str, network: str) -> tuple[float, str]:
 
 @pytest.mark.timeout(900)
 def test_manifests_play_and_every_probe_passes(podman_network, tmp_path) -> None:
+    """PgBouncer's manifest first, then migrate, web, worker and beat: every probe
+    passes, every app session reaches PostgreSQL from the pooler, and each pod stops
+    within its grace period."""
     direct_url, redis_url, db = start_backing(podman_network)
     figures: dict[str, float] = {}
 

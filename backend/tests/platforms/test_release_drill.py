@@ -1,12 +1,17 @@
 """Release drill: a rolling release and its rollback under load, behind a real balancer.
 
-v1 is the image `make image` built; v2 is built by this test from the same Dockerfile
-and a copy of the source with a backward-compatible change: a migration adding a
+v1 is the image `make image` built; v2 is v1 with its application code replaced by
+a copy of the source with a backward-compatible change: a migration adding a
 nullable column that v2 writes and v1 ignores, and a new field in the API
-(`channel` on reservations). Two web containers, a worker and beat run on the test's
-own Docker network with PostgreSQL and Redis; HAProxy (Debian's package, on
-127.0.0.1) routes to the web containers and health-checks `/health/ready/` as an
-ALB target group does (interval, unhealthy and healthy thresholds; no retries).
+(`channel` on reservations). v2 is layered on v1 (the code copied in as the
+Dockerfile copies it, and compiled) rather than rebuilt from the Dockerfile: the
+drill is about releasing a new version, the Dockerfile's build is proven by
+`make image` and the image tests, and the layer takes seconds where a full build
+took about five minutes of the platform lane. Two web containers, a worker and beat
+run on the test's own Docker network with PostgreSQL and Redis; HAProxy (Debian's
+package, on 127.0.0.1) routes to the web containers and health-checks
+`/health/ready/` as an ALB target group does (interval, unhealthy and healthy
+thresholds; no retries).
 
 Under continuous load (reads and reservations) the drill runs v2's migrate role,
 replaces the web containers one at a time (stop with the platform's grace period,
@@ -53,7 +58,7 @@ RATE = 25
 CHECK = "inter 1s fall 2 rise 2"
 
 
-# --- v2: the same Dockerfile, the source with a backward-compatible change ---------
+# --- v2: v1 with a copy of the source carrying a backward-compatible change --------
 
 # The migration v2 adds; numbered after v1's last (checked when v2's source is made).
 V2_MIGRATION = "0003_reservation_channel"
@@ -93,10 +98,8 @@ V2_CHANGES = {
 
 
 def v2_source(directory: Path) -> Path:
-    """Copy the build context and apply v2's change to the copy."""
+    """Copy the application code and apply v2's change to the copy."""
     directory.mkdir()
-    shutil.copy(ROOT / "Dockerfile", directory / "Dockerfile")
-    shutil.copy(ROOT / ".dockerignore", directory / ".dockerignore")
     shutil.copytree(
         ROOT / "backend",
         directory / "backend",
@@ -119,11 +122,22 @@ def v2_source(directory: Path) -> Path:
     return directory
 
 
+# v1 with v2's code: what the Dockerfile's last stage does with the source, again.
+V2_CONTAINERFILE = f"""FROM localhost/{IMAGE}
+USER 0
+RUN rm -rf /app/apps /app/config
+COPY --chown=0:0 backend/ /app/
+RUN python -m compileall -q -j 0 /app
+USER 1000:1000
+"""
+
+
 def v2_build_start(directory: Path, log: Path) -> subprocess.Popen:
     """Start building v2 (in the background while v1's stack comes up)."""
+    (directory / "Containerfile").write_text(V2_CONTAINERFILE)
     command = (
-        "buildah bud --format docker --network host --layers=false "
-        f"--build-arg REVISION=drill-v2 -t {V2_IMAGE} -f Dockerfile . && "
+        "buildah bud --format docker --network host "
+        f"-t {V2_IMAGE} -f Containerfile . && "
         f"buildah push -q {V2_IMAGE} docker-daemon:{V2_DOCKER_IMAGE}"
     )
     return subprocess.Popen(

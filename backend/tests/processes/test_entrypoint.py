@@ -203,6 +203,34 @@ def test_worker_and_beat_still_require_redis(start_entrypoint, role: str) -> Non
     )
 
 
+@pytest.mark.parametrize("role", ["web", "worker", "beat"])
+def test_roles_that_need_a_broker_refuse_to_start_without_one(
+    start_entrypoint, role: str
+) -> None:
+    """A missing REDIS_URL is a configuration error, not an outage to ride out:
+    web would run tasks inside requests, the worker would consume memory://."""
+    process = start_entrypoint(role, *PRINT_STARTED, REDIS_URL="")
+    assert_exit(
+        process,
+        1,
+        timeout=30,
+        says=[
+            "Invalid configuration: 1 problem with environment variables:",
+            f"  - REDIS_URL is missing (and CELERY_BROKER_URL too): the {role} role "
+            "needs a broker; expected a redis:// URL, or CELERY_BROKER_URL",
+            "not started: see the lines above",
+        ],
+        never=["waiting for dependencies", "role process started", "Traceback"],
+    )
+
+
+def test_migrate_runs_without_a_broker(start_entrypoint) -> None:
+    """migrate only talks to PostgreSQL: a release step need not reach Redis."""
+    process = start_entrypoint("migrate", REDIS_URL="")
+    output = assert_exit(process, 0, timeout=120, says=["migrations applied; exiting"])
+    assert "dependencies ready: PostgreSQL (after" in output
+
+
 @pytest.mark.parametrize("role", ["worker", "beat"])
 def test_worker_and_beat_warn_at_start_when_their_redis_can_evict(
     start_entrypoint, role: str, tmp_path

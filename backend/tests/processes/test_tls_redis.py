@@ -23,27 +23,16 @@ from tests.support.env import with_venv_path
 from tests.support.net import free_port
 from tests.support.processes import WORKER_COMMAND, healthcheck
 from tests.support.redis import stop_redis
+from tests.support.tls import throwaway_ca
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A TLS-only redis-server; yields its rediss:// URL and the CA file."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-            "-out", "ca.crt", "-days", "1", "-subj", "/CN=Throwaway test CA",
-            cwd=tmp_path)  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-            "-out", "server.csr", "-subj", "/CN=localhost", cwd=tmp_path)  # fmt: skip
-    (tmp_path / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "1",
-            "-extfile", "san.cnf", cwd=tmp_path)  # fmt: skip
+    throwaway_ca(tmp_path)
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", "0", "--tls-port", str(port),

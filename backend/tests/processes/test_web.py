@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from apps.core.cpus import usable_cpus, worker_count
-from tests.support.env import PRODUCTION_ENV, clean_environ
+from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.processes import run_python
 
 pytestmark = pytest.mark.slow
@@ -101,6 +101,7 @@ def test_conn_max_age_follows_the_worker_class(
     env = clean_environ(
         **PRODUCTION_ENV,
         DATABASE_URL="postgres://a:b@db/app",
+        REDIS_URL=UNREACHED_REDIS_URL,
         DJANGO_SETTINGS_MODULE="config.settings",
         GUNICORN_WORKER_CLASS=worker_class,
     )

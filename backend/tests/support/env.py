@@ -6,20 +6,26 @@ import os
 
 from tests.support.processes import BIN_DIR
 
-# A complete, valid production environment (what an operator deploys).
+# A complete, valid production environment (what an operator deploys), but for its
+# database and Redis, which each test points at the servers it means. Web, worker
+# and beat (APP_ROLE's default is web) refuse to start without a broker.
 PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "prod-" + "s3cr3t" * 10,
     "ALLOWED_HOSTS": "api.example.com,localhost,127.0.0.1",
     "CORS_ALLOWED_ORIGINS": "https://app.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://app.example.com",
 }
+# For a process that only loads the settings: nothing connects to it.
+UNREACHED_REDIS_URL = "redis://redis.invalid:6379/0"
 
 
 def clean_environ(**overrides: str) -> dict[str, str]:
     """Return os.environ without any registry variable, plus overrides."""
     from config.env import REGISTRY
 
-    env = {k: v for k, v in os.environ.items() if k not in REGISTRY}
+    # A secret's *_FILE form is configuration too (config/env.py).
+    names = {*REGISTRY, *(var.file_name for var in REGISTRY.values())}
+    env = {k: v for k, v in os.environ.items() if k not in names}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(overrides)
     return env

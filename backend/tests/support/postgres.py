@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
 import psycopg2
+
+from tests.servers import _server_user, _spawn, _wait_ready, postgres_bindir
+from tests.support.net import free_port
+from tests.support.tls import TlsFiles
 
 
 def database_name() -> str:
@@ -150,3 +161,83 @@ def client_connection_kill(connection) -> None:
     # KILL drops the database's clients and servers, then holds new ones until RESUME.
     pgbouncer_console(connection, f"KILL {name}")
     pgbouncer_console(connection, f"RESUME {name}")
+
+
+class TlsPostgres:
+    """A PostgreSQL cluster of its own that accepts TLS connections only.
+
+    initdb into a directory under /tmp (PostgreSQL's account must reach it when the
+    tests run as root), `ssl=on` with the given certificate and key, and a
+    pg_hba.conf of `hostssl` lines only: a TCP connection without TLS matches no
+    line and is refused. Trust authentication otherwise, as the launcher's cluster;
+    the Unix socket serves the test's own administration.
+    """
+
+    def __init__(self, tls: TlsFiles) -> None:
+        bindir = postgres_bindir()
+        assert bindir is not None, "PostgreSQL's server binaries"
+        self.base = Path(tempfile.mkdtemp(prefix="backend-test-tls-postgres-"))
+        user = _server_user()
+        as_user: dict = {}
+        if user is not None:
+            os.chown(self.base, user.pw_uid, user.pw_gid)
+            as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        data = self.base / "data"
+        initdb = subprocess.run(
+            [str(bindir / "initdb"), "--pgdata", str(data), "--username", "postgres",
+             "--auth", "trust", "--encoding", "UTF8", "--locale", "C.UTF-8",
+             "--no-sync"],
+            cwd=self.base, capture_output=True, text=True, check=False, **as_user,
+        )  # fmt: skip
+        assert initdb.returncode == 0, initdb.stderr
+        # The key must belong to the server's account and be private (0600).
+        for source, name in ((tls.cert, "server.crt"), (tls.key, "server.key")):
+            target = data / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if user is not None:
+                os.chown(target, user.pw_uid, user.pw_gid)
+        (data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostssl all all ::1/128 trust\n"
+        )
+        self.log = self.base / "postgres.log"
+        self.port = free_port()
+        self.process = _spawn(
+            [str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1",
+             "-c", f"unix_socket_directories={self.base}",
+             "-c", "ssl=on", "-c", "ssl_cert_file=server.crt",
+             "-c", "ssl_key_file=server.key", "-c", "fsync=off"],
+            cwd=self.base, log=self.log, death_signal=signal.SIGINT, **as_user,
+        )  # fmt: skip
+        assert _wait_ready(self.process, self._ready, self.log, "TLS PostgreSQL")
+
+    def _ready(self) -> bool:
+        try:
+            self.admin().close()
+        except psycopg2.OperationalError:
+            return False
+        return True
+
+    def admin(self):
+        """An autocommit connection over the Unix socket (no TLS needed there)."""
+        connection = psycopg2.connect(
+            host=str(self.base), port=self.port, user="postgres", dbname="postgres"
+        )
+        connection.autocommit = True
+        return connection
+
+    def url(self, database: str, *, ca: Path, sslmode: str = "verify-full") -> str:
+        """DATABASE_URL as the guide writes it, to the name the certificate holds."""
+        return (
+            f"postgres://postgres@localhost:{self.port}/{database}"
+            f"?sslmode={sslmode}&sslrootcert={ca}"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            self.process.wait(timeout=15)
+        shutil.rmtree(self.base, ignore_errors=True)
