@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -21,7 +22,12 @@ class TcpProxy:
         *,
         target_host: str = "127.0.0.1",
         listen_host: str = "127.0.0.1",
+        resolve: Callable[[], tuple[str, int]] | None = None,
     ) -> None:
+        """`resolve`, if given, names the target anew for each connection (host,
+        port), e.g. the current master of a Sentinel set; target_* are then unused.
+        """
+        self.resolve = resolve
         self.target_port = target_port
         self.listen_port = listen_port
         self.target_host = target_host
@@ -49,10 +55,14 @@ class TcpProxy:
             except OSError:
                 return
             try:
-                upstream = socket.create_connection(
-                    (self.target_host, self.target_port)
+                target = (
+                    self.resolve()
+                    if self.resolve
+                    else (self.target_host, self.target_port)
                 )
-            except OSError:
+                upstream = socket.create_connection(target, timeout=5)
+                upstream.settimeout(None)
+            except Exception:
                 client.close()
                 continue
             with self._lock:

@@ -15,40 +15,24 @@ from 2 to 8 replicas and workers from 1 to 4: directly, their connections would 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 
-from tests.servers import (
-    pgbouncer_binary,
-    postgres_bindir,
-    start_pgbouncer,
-    start_postgres,
-    stop,
+from tests.support.drill import (
+    Load,
+    Outcome,
+    Stack,
+    books,
+    direct,
+    drill_stack,
+    overdue,
+    seed,
 )
-from tests.support.env import PRODUCTION_ENV, clean_environ, with_venv_path
 from tests.support.haproxy import Balancer
-from tests.support.net import free_port
-from tests.support.processes import (
-    ServerProcess,
-    kill_group,
-    run_python,
-    start_entrypoint,
-    start_gunicorn,
-    stop_group,
-)
-from tests.support.redis import SentinelSet
 from tests.support.wait import wait_until
 
 MAX_CONNECTIONS = 40
@@ -65,203 +49,28 @@ FAILOVER_BUDGET_SECONDS = 30
 SAMPLER_SESSIONS = 1
 
 
-@dataclass
-class Outcome:
-    started: float
-    kind: str
-    status: int | None
-    error: str | None = None
-    reservation: str | None = None
-
-
-@dataclass
-class Load:
-    url: str
-    tokens: list[str]
-    sku: str
-    outcomes: list[Outcome] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def client(self, index: int) -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Token {self.tokens[index]}"
-        step = 0
-        while not self.stop.is_set():
-            step += 1
-            tick = time.monotonic()
-            reserve = step % 2 == 0
-            outcome = Outcome(
-                started=tick, kind="reserve" if reserve else "read", status=None
-            )
-            try:
-                if reserve:
-                    response = session.post(
-                        f"{self.url}/api/v1/reservations/",
-                        json={
-                            "sku": self.sku,
-                            "quantity": 1,
-                            "ttl_seconds": TTL_SECONDS,
-                        },
-                        timeout=10,
-                    )
-                    if response.status_code == 201:
-                        outcome.reservation = response.json()["id"]
-                else:
-                    response = session.get(
-                        f"{self.url}/api/v1/products/{self.sku}/", timeout=10
-                    )
-                outcome.status = response.status_code
-            except (requests.RequestException, ValueError) as exc:
-                outcome.error = f"{type(exc).__name__}: {exc}"
-            self.outcomes.append(outcome)
-            time.sleep(max(0.0, 1 / RATE - (time.monotonic() - tick)))
-
-    def failures(self) -> list[Outcome]:
-        expected = {"reserve": 201, "read": 200}
-        return [o for o in self.outcomes if o.status != expected[o.kind]]
-
-
-@dataclass
-class Stack:
-    directory: Path
-    postgres_port: int
-    env: dict[str, str]
-    sentinels: SentinelSet
-    bouncer: subprocess.Popen
-    bouncer_port: int
-    web_ports: list[int]
-    webs: list[ServerProcess] = field(default_factory=list)
-    workers: list[ServerProcess] = field(default_factory=list)
-    beat: ServerProcess | None = None
-
-    def start_web(self) -> None:
-        port = self.web_ports[len(self.webs)]
-        self.webs.append(start_gunicorn({**self.env, "PORT": str(port)}))
-
-    def start_worker(self) -> None:
-        heartbeats = self.directory / f"worker-{len(self.workers)}"
-        heartbeats.mkdir()
-        self.workers.append(
-            start_entrypoint(["worker"], {**self.env, "HEARTBEAT_DIR": str(heartbeats)})
-        )
-
-    def restart_bouncer(self) -> None:
-        # SIGTERM: PgBouncer's immediate shutdown, every client connection cut.
-        self.bouncer.send_signal(signal.SIGTERM)
-        self.bouncer.wait(timeout=15)
-        binary = pgbouncer_binary()
-        assert binary is not None
-        directory = self.directory / f"pgbouncer-{uuid.uuid4().hex[:6]}"
-        directory.mkdir()
-        self.bouncer, port = start_pgbouncer(
-            binary,
-            directory,
-            postgres_port=self.postgres_port,
-            pool_size=POOL_SIZE,
-            port=self.bouncer_port,
-        )
-        assert port == self.bouncer_port
-
-
-def direct(port: int, dbname: str = "drill"):
-    connection = psycopg2.connect(
-        host="127.0.0.1", port=port, user="postgres", dbname=dbname
-    )
-    connection.autocommit = True
-    return connection
-
-
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    bindir, bouncer_binary = postgres_bindir(), pgbouncer_binary()
-    missing = "the drill needs them: apt-get install postgresql pgbouncer"
-    assert bindir is not None, missing
-    assert bouncer_binary is not None, missing
-    directory = Path(tempfile.mkdtemp(prefix="backend-scale-drill-"))
-    postgres = start_postgres(bindir, directory, max_connections=MAX_CONNECTIONS)
-    postgres_port = int(postgres.url.rsplit(":", 1)[1].split("/")[0])
-    with direct(postgres_port, "postgres").cursor() as cursor:
-        cursor.execute("CREATE DATABASE drill")
-    (directory / "pgbouncer").mkdir()
-    bouncer, bouncer_port = start_pgbouncer(
-        bouncer_binary,
-        directory / "pgbouncer",
-        postgres_port=postgres_port,
+    with drill_stack(
+        prefix="backend-scale-drill-",
+        max_connections=MAX_CONNECTIONS,
         pool_size=POOL_SIZE,
-    )
-    (directory / "redis").mkdir()
-    sentinels = SentinelSet(directory / "redis")
-    env = with_venv_path(
-        clean_environ(
-            **PRODUCTION_ENV,
-            **sentinels.env,
-            DATABASE_URL=f"postgres://postgres@127.0.0.1:{bouncer_port}/drill",
-            DATABASE_DIRECT_URL=f"postgres://postgres@127.0.0.1:{postgres_port}/drill",
-            DB_POOL_MODE="transaction",
-            DB_POOL_SIZE=str(POOL_SIZE),
-            DB_EXPECTED_REPLICAS=str(WEB_PEAK + 1),
-            GUNICORN_WORKERS=str(GUNICORN_WORKERS),
-            GUNICORN_THREADS=str(GUNICORN_THREADS),
-            WEB_DRAIN_SECONDS="0",
-            CELERY_WORKER_CONCURRENCY="1",
-            # The balancer is the only client and appends the client's address.
-            FORWARDED_ALLOW_IPS="127.0.0.1",
-            TRUSTED_PROXY_COUNT="1",
-            API_THROTTLE_USER="1000000/minute",
-            RESERVATION_MAX_UNITS_PER_OWNER="1000000",
-            RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR="1000000",
-            WORKER_METRICS_PORT="0",
-        )
-    )
-    migrate = run_python(
-        ["manage.py", "migrate_locked"], env={**env, "APP_ROLE": "migrate"}, timeout=300
-    )
-    assert migrate.returncode == 0, migrate.stderr
-    built = Stack(
-        directory=directory,
-        postgres_port=postgres_port,
-        env=env,
-        sentinels=sentinels,
-        bouncer=bouncer,
-        bouncer_port=bouncer_port,
-        web_ports=[free_port() for _ in range(WEB_PEAK)],
-    )
-    try:
+        web_slots=WEB_PEAK,
+        expected_replicas=WEB_PEAK + 1,
+        gunicorn_workers=GUNICORN_WORKERS,
+        gunicorn_threads=GUNICORN_THREADS,
+    ) as built:
         yield built
-    finally:
-        for process in [*built.webs, *built.workers, built.beat]:
-            if process is not None:
-                stop_group(process.process, timeout=30)
-                kill_group(process.process)
-        built.bouncer.terminate()
-        built.bouncer.wait(timeout=15)
-        sentinels.stop()
-        stop(postgres, signal.SIGINT)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-SEED = """
-import json
-from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
-from apps.inventory import services
-User = get_user_model()
-staff = User.objects.create_user("drill-staff", password="x", is_staff=True)
-sku = "DRILL-1"
-services.product_create(sku=sku, name="Drill", actor=staff)
-services.stock_restock(sku=sku, quantity=%d, actor=staff)
-tokens = [
-    Token.objects.create(user=User.objects.create_user(f"buyer-{i}", password="x")).key
-    for i in range(%d)
-]
-print(json.dumps({"sku": sku, "tokens": tokens}))
-"""
 
 
 def window(outcomes: list[Outcome], since: float) -> tuple[float, float] | None:
-    """First and last failure at or after `since`, relative to it."""
-    failed = [o.started - since for o in outcomes if o.started >= since]
+    """First and last failure (its answer) at or after `since`, relative to it."""
+    failed = [o.finished - since for o in outcomes if o.finished >= since]
     return (min(failed), max(failed)) if failed else None
+
+
+def in_flight(outcome: Outcome, start: float, end: float) -> bool:
+    return outcome.started <= end and outcome.finished >= start
 
 
 def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> None:
@@ -269,11 +78,7 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
         stack.start_web()
     for _ in range(WORKERS_START):
         stack.start_worker()
-    heartbeats = stack.directory / "beat"
-    heartbeats.mkdir()
-    stack.beat = start_entrypoint(
-        ["beat"], {**stack.env, "HEARTBEAT_DIR": str(heartbeats)}
-    )
+    stack.start_beat()
     balancer = Balancer(
         stack.directory,
         {f"web{i}": f"127.0.0.1:{port}" for i, port in enumerate(stack.web_ports)},
@@ -282,11 +87,8 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
     try:
         for index in range(WEB_START):
             balancer.wait_status(f"web{index}", "UP", timeout=60)
-        seeded = run_python(
-            ["manage.py", "shell", "-c", SEED % (STOCK, CLIENTS)], env=stack.env
-        )
-        assert seeded.returncode == 0, seeded.stderr
-        data = json.loads(seeded.stdout.strip().splitlines()[-1])
+        data = seed(stack, {"DRILL-1": STOCK}, CLIENTS)
+        sku = data["skus"][0]
 
         sessions: list[int] = []
         sampling = threading.Event()
@@ -303,7 +105,13 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        load = Load(url=balancer.url, tokens=data["tokens"], sku=data["sku"])
+        load = Load(
+            url=balancer.url,
+            tokens=data["tokens"],
+            sku=sku,
+            rate=RATE,
+            ttl_seconds=TTL_SECONDS,
+        )
         clients = [
             threading.Thread(target=load.client, args=(i,), daemon=True)
             for i in range(CLIENTS)
@@ -362,13 +170,15 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
         sampler.join(timeout=5)
 
         failures = load.failures()
+        # A request belongs to a fault's window if it was in flight in it: one sent
+        # just before PgBouncer's SIGTERM fails with it.
         failover_failures = [
-            o for o in failures if killed_at <= o.started <= killed_at + redis_back + 2
+            o for o in failures if in_flight(o, killed_at, killed_at + redis_back + 2)
         ]
         restart_failures = [
             o
             for o in failures
-            if restarted_at <= o.started <= restarted_at + restart_took + 10
+            if in_flight(o, restarted_at, restarted_at + restart_took + 10)
         ]
         elsewhere = [
             o
@@ -382,54 +192,38 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
         # Expiries: every reservation past its deadline is released by beat's
         # schedule (every 60 s) within its next run.
         with direct(stack.postgres_port).cursor() as cursor:
-
-            def overdue() -> int:
-                cursor.execute(
-                    "SELECT count(*) FROM inventory_reservation "
-                    "WHERE status = 'active' AND expires_at < now()"
-                )
-                return cursor.fetchone()[0]
-
             time.sleep(TTL_SECONDS)
             try:
-                wait_until(lambda: overdue() == 0, 90, "every overdue reservation")
+                wait_until(
+                    lambda: overdue(cursor) == 0, 90, "every overdue reservation"
+                )
             except AssertionError:
                 logs = [stack.beat.output()[-4000:]] + [
                     worker.output()[-2000:] for worker in stack.workers
                 ]
                 raise AssertionError(
-                    f"{overdue()} overdue; beat and workers said:\n"
+                    f"{overdue(cursor)} overdue; beat and workers said:\n"
                     + "\n---\n".join(logs)
                 ) from None
             cursor.execute(
                 "SELECT r.id::text FROM inventory_reservation r "
                 "JOIN inventory_product p ON p.id = r.product_id WHERE p.sku = %s",
-                [data["sku"]],
+                [sku],
             )
             rows = [row[0] for row in cursor.fetchall()]
-            cursor.execute(
-                "SELECT s.on_hand, s.reserved FROM inventory_stock s "
-                "JOIN inventory_product p ON p.id = s.product_id WHERE p.sku = %s",
-                [data["sku"]],
-            )
-            on_hand, reserved = cursor.fetchone()
-            cursor.execute(
-                "SELECT coalesce(sum(quantity) FILTER (WHERE status = 'active'), 0), "
-                "coalesce(sum(quantity) FILTER (WHERE status = 'confirmed'), 0) "
-                "FROM inventory_reservation"
-            )
-            active_units, sold_units = cursor.fetchone()
-            cursor.execute(
-                "SELECT coalesce(sum(on_hand_delta), 0), "
-                "coalesce(sum(reserved_delta), 0) FROM inventory_stockmovement"
-            )
-            ledger_on_hand, ledger_reserved = cursor.fetchone()
+            product = books(cursor)[sku]
 
         report = {
             "drill_seconds": round(drill_seconds, 1),
             "requests": len(load.outcomes),
             "failed": len(failures),
             "failed_outside_windows": len(elsewhere),
+            # When, after the drill's start, and what: a balancer that marked
+            # replicas down says so in its log (below).
+            "failed_outside_windows_at": [
+                [round(o.started - drill_started, 1), o.status or o.error]
+                for o in elsewhere
+            ],
             "acknowledged_reservations": len(acknowledged),
             "reservation_rows": len(rows),
             "grow_2_to_8_web_seconds": round(grown, 1),
@@ -449,16 +243,26 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
             "restart_window_seconds": restart_window,
         }
         print("scale drill:", json.dumps(report, indent=2))
+        if elsewhere:
+            log = (stack.directory / "haproxy.log").read_text(errors="replace")
+            print("\n".join(line for line in log.splitlines() if " is DOWN" in line))
 
         assert elsewhere == [], elsewhere[:5]
         assert max(sessions) <= POOL_SIZE + SAMPLER_SESSIONS, sessions
         assert redis_back <= FAILOVER_BUDGET_SECONDS
         # The books: acknowledged = rows, each once; stock = ledger; never oversold.
         assert sorted(acknowledged) == sorted(set(acknowledged))
-        assert set(acknowledged) == set(rows)
-        assert (on_hand, reserved) == (ledger_on_hand, ledger_reserved)
-        assert reserved == active_units == 0
-        assert on_hand == STOCK - sold_units
+        # A reservation whose answer was lost in a window (no Idempotency-Key here:
+        # the chaos soak retries with one) may have committed all the same.
+        lost_answers = [o for o in restart_failures if o.kind == "reserve"]
+        assert set(acknowledged) <= set(rows)
+        assert len(rows) - len(acknowledged) <= len(lost_answers)
+        assert (product.on_hand, product.reserved) == (
+            product.ledger_on_hand,
+            product.ledger_reserved,
+        )
+        assert product.reserved == product.active_units == 0
+        assert product.on_hand == STOCK - product.sold_units
         # Nothing was restarted: every process of the drill is the one started.
         alive = [*stack.webs, *stack.workers, stack.beat]
         assert all(p.process.poll() is None for p in alive)

@@ -92,7 +92,8 @@ class SentinelSet:
 
     def _start_redis(self, name: str, *extra: str) -> None:
         data = self.directory / name
-        data.mkdir()
+        # A restart reuses the directory (no persistence: it holds nothing).
+        data.mkdir(exist_ok=True)
         argv = redis_server_argv(
             binary="redis-server", port=self.ports[name], directory=data
         )
@@ -101,13 +102,18 @@ class SentinelSet:
         )
         wait_until(lambda: redis_ready(self.ports[name]), 10, name, interval=0.05)
 
-    def _replica_in_sync(self) -> bool:
-        info = redis.Redis(port=self.ports["replica"]).info("replication")
+    def _replica_in_sync(self, name: str = "replica") -> bool:
+        info = redis.Redis(port=self.ports[name]).info("replication")
         return info.get("master_link_status") == "up"
 
-    def _sees_replica(self, port: int) -> bool:
+    def _sees_replica(self, port: int, name: str = "replica") -> bool:
         replicas = redis.Redis(port=port).sentinel_slaves(MASTER_NAME)
-        return any(r.get("port") == self.ports["replica"] for r in replicas)
+        return any(
+            r.get("port") == self.ports[name]
+            and not {"s_down", "o_down", "disconnected"}
+            & set(r.get("flags", "").split(","))
+            for r in replicas
+        )
 
     @property
     def env(self) -> dict[str, str]:
@@ -136,9 +142,40 @@ class SentinelSet:
         sentinel = Sentinel([("127.0.0.1", p) for p in self.sentinel_ports])
         return sentinel.master_for(MASTER_NAME, decode_responses=True, socket_timeout=2)
 
+    def master(self) -> str:
+        """The name ("primary" or "replica") of the server the sentinels call master."""
+        port = self.master_port()
+        return next(name for name, p in self.ports.items() if p == port)
+
     def kill(self, name: str) -> None:
         self.processes[name].kill()
         self.processes[name].wait(timeout=10)
+
+    def restart_as_replica(self, name: str, timeout: float = 30) -> None:
+        """Start a killed server again as a replica of the current master, as a
+        platform restarts a crashed Redis; return once it is in sync and every
+        sentinel counts it as a healthy replica (a candidate for the next failover).
+
+        Started with --replicaof, never as an empty master: without persistence it
+        comes back with nothing, and the sentinels would otherwise see a second
+        master until they reconfigure it.
+        """
+        master = self.master_port()
+        assert master != self.ports[name], f"{name} is still the master"
+        assert self.processes[name].poll() is not None, f"{name} is running"
+        self._start_redis(name, "--replicaof", "127.0.0.1", str(master))
+        wait_until(
+            lambda: self._replica_in_sync(name),
+            timeout,
+            f"{name} to sync",
+            interval=0.1,
+        )
+        wait_until(
+            lambda: all(self._sees_replica(p, name) for p in self.sentinel_ports),
+            timeout,
+            f"every sentinel to count {name} as a replica again",
+            interval=0.2,
+        )
 
     def stop(self) -> None:
         for process in self.processes.values():
