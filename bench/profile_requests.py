@@ -64,7 +64,7 @@ def main() -> int:
     expected = "200"
     body = b""
     if REQUEST == "reserve":
-        run.reset_write_sku()
+        run.sku_reset(sku=run.WRITE_SKU, stock=run.WRITE_STOCK, gate=True)
         body = json.dumps({"sku": run.WRITE_SKU, "quantity": 1}).encode()
         environ.update(
             REQUEST_METHOD="POST",

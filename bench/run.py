@@ -186,6 +186,22 @@ def wrk(port: int, path: str, headers: dict[str, str]) -> dict[str, float]:
     }
 
 
+def wrk_script_answers(out: str) -> tuple[dict[int, int], int, dict[str, float]]:
+    """Read a STATUS_COUNTS_LUA run: answers by status, socket errors, and req/s
+    with the p50 and p99 latencies."""
+    statuses = {int(code): int(n) for code, n in re.findall(r"status (\d+) (\d+)", out)}
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    timing = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+    }
+    errors = sum(int(g) for g in socket_errors.groups()) if socket_errors else 0
+    return statuses, errors, timing
+
+
 def _ms(value: str) -> float:
     number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
@@ -261,10 +277,13 @@ def pooled_vs_direct(auth: dict[str, str]) -> dict:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def reset_hot_sku(gate: bool) -> None:
+def sku_reset(*, sku: str, stock: int, gate: bool) -> None:
+    """Empty a SKU's reservations and ledger, set its stock to `stock` with nothing
+    reserved, and its gate counter to the same (or none, for the database path):
+    every measurement starts from the same rows."""
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
     with conn, conn.cursor() as cursor:
-        cursor.execute("SELECT id FROM inventory_product WHERE sku = %s", [HOT_SKU])
+        cursor.execute("SELECT id FROM inventory_product WHERE sku = %s", [sku])
         (product_id,) = cursor.fetchone()
         cursor.execute(
             "DELETE FROM inventory_stockmovement WHERE product_id = %s", [product_id]
@@ -274,7 +293,7 @@ def reset_hot_sku(gate: bool) -> None:
         )
         cursor.execute(
             "UPDATE inventory_stock SET on_hand = %s, reserved = 0 WHERE product_id = %s",
-            [HOT_STOCK, product_id],
+            [stock, product_id],
         )
     conn.close()
     # The gate's own key format. Imported where used: the bench process configures
@@ -282,9 +301,9 @@ def reset_hot_sku(gate: bool) -> None:
     from apps.inventory.gate import gate_key
 
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(gate_key(HOT_SKU))
+    client.delete(gate_key(sku))
     if gate:
-        client.set(gate_key(HOT_SKU), HOT_STOCK)
+        client.set(gate_key(sku), stock)
 
 
 def hot_buyers() -> list[str]:
@@ -303,8 +322,26 @@ def hot_buyers() -> list[str]:
     return django_shell(script).split()
 
 
-# wrk's Lua hooks: each request a buyer's attempt (tokens in turn); done() prints the
-# status counts of all threads (thread:get reads a thread's globals).
+# wrk's Lua hooks shared by the reservation scripts: every thread counts its answers
+# by status, and done() prints the counts of all threads (thread:get reads a
+# thread's globals). Each script defines `threads`, `counts` and its own request().
+STATUS_COUNTS_LUA = """
+function response(status)
+  counts[status] = (counts[status] or 0) + 1
+end
+
+function done()
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("counts")) do
+      total[status] = (total[status] or 0) + n
+    end
+  end
+  for status, n in pairs(total) do io.write(string.format("status %%d %%d\\n", status, n)) end
+end
+"""
+
+# Each request a buyer's attempt (tokens in turn).
 HOT_SKU_LUA = """
 local tokens = {%(tokens)s}
 local threads = {}
@@ -323,20 +360,6 @@ function request()
     ["X-Forwarded-Proto"] = "https",
   }, '%(body)s')
 end
-
-function response(status)
-  counts[status] = (counts[status] or 0) + 1
-end
-
-function done()
-  local total = {}
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("counts")) do
-      total[status] = (total[status] or 0) + n
-    end
-  end
-  for status, n in pairs(total) do io.write(string.format("status %%d %%d\\n", status, n)) end
-end
 """
 
 
@@ -350,7 +373,7 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
     threads = 2
     script = Path(tempfile.mkdtemp(prefix="bench-")) / "hot_sku.lua"
     script.write_text(
-        HOT_SKU_LUA
+        (HOT_SKU_LUA + STATUS_COUNTS_LUA)
         % {
             "tokens": ", ".join(f'"{token}"' for token in tokens),
             "body": json.dumps({"sku": HOT_SKU, "quantity": 1}),
@@ -372,10 +395,7 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
         check=True,
         timeout=HOT_SECONDS + 60,
     ).stdout
-    statuses = {int(code): int(n) for code, n in re.findall(r"status (\d+) (\d+)", out)}
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
+    statuses, socket_errors, timing = wrk_script_answers(out)
     # wrk stops at its deadline with requests in flight; the server still answers
     # them. Let them finish before reading the stock, and before the next run's
     # reset (run after a reset, they were accepted without being counted).
@@ -394,23 +414,25 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
         "accepted": accepted,
         "rejected": statuses.get(409, 0),
         "errors": sum(c for s, c in statuses.items() if s not in {201, 409})
-        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
+        + socket_errors,
         "oversold": max(0, reserved - on_hand) + max(0, accepted - HOT_STOCK),
-        "attempts_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "attempts_per_s": timing["rps"],
+        "p50_ms": timing["p50_ms"],
+        "p99_ms": timing["p99_ms"],
     }
 
 
 def hot_sku(tokens: list[str]) -> dict:
     results = {}
     for label, gate in (("gate", True), ("database_only", False)):
-        overrides = {} if gate else {"REDIS_URL": ""}
+        # The database path alone: no REDIS_URL (the gate is off), the broker kept
+        # through CELERY_BROKER_URL (web refuses to start without one).
+        overrides = {} if gate else {"REDIS_URL": "", "CELERY_BROKER_URL": REDIS_URL}
         server = Server(**overrides)
         try:
             runs = []
             for _ in range(RUNS):
-                reset_hot_sku(gate)
+                sku_reset(sku=HOT_SKU, stock=HOT_STOCK, gate=gate)
                 runs.append(hot_sku_run(server.port, tokens))
         finally:
             server.stop()
@@ -423,7 +445,7 @@ def hot_sku(tokens: list[str]) -> dict:
 
 
 # wrk's Lua hooks for the write path: buyers' tokens in turn, a fresh Idempotency-Key
-# per request (run nonce, thread, counter), status counts as HOT_SKU_LUA's.
+# per request (run nonce, thread, counter).
 RESERVE_LUA = """
 local tokens = {%(tokens)s}
 local threads = {}
@@ -444,44 +466,7 @@ function request()
     ["Idempotency-Key"] = string.format("%(nonce)s-%%d-%%d", id, counter),
   }, '%(body)s')
 end
-
-function response(status)
-  counts[status] = (counts[status] or 0) + 1
-end
-
-function done()
-  local total = {}
-  for _, thread in ipairs(threads) do
-    for status, n in pairs(thread:get("counts")) do
-      total[status] = (total[status] or 0) + n
-    end
-  end
-  for status, n in pairs(total) do io.write(string.format("status %%d %%d\\n", status, n)) end
-end
 """
-
-
-def reset_write_sku() -> None:
-    """Empty the write SKU's rows and refill its stock and gate counter, so that
-    every measurement starts from the same table sizes and owner histories."""
-    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=DB_NAME)
-    with conn, conn.cursor() as cursor:
-        cursor.execute("SELECT id FROM inventory_product WHERE sku = %s", [WRITE_SKU])
-        (product_id,) = cursor.fetchone()
-        cursor.execute(
-            "DELETE FROM inventory_stockmovement WHERE product_id = %s", [product_id]
-        )
-        cursor.execute(
-            "DELETE FROM inventory_reservation WHERE product_id = %s", [product_id]
-        )
-        cursor.execute(
-            "UPDATE inventory_stock SET on_hand = %s, reserved = 0 WHERE product_id = %s",
-            [WRITE_STOCK, product_id],
-        )
-    conn.close()
-    from apps.inventory.gate import gate_key
-
-    redis.Redis.from_url(REDIS_URL).set(gate_key(WRITE_SKU), WRITE_STOCK)
 
 
 def wrk_reservations(port: int, tokens: list[str]) -> dict[str, float]:
@@ -490,10 +475,10 @@ def wrk_reservations(port: int, tokens: list[str]) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/api/v1/reservations/"
     out = ""
     for seconds in (2, DURATION):  # warm-up, then the measurement
-        reset_write_sku()
+        sku_reset(sku=WRITE_SKU, stock=WRITE_STOCK, gate=True)
         script = Path(tempfile.mkdtemp(prefix="bench-")) / "reserve.lua"
         script.write_text(
-            RESERVE_LUA
+            (RESERVE_LUA + STATUS_COUNTS_LUA)
             % {
                 "tokens": ", ".join(f'"{token}"' for token in tokens),
                 "nonce": os.urandom(6).hex(),
@@ -511,16 +496,10 @@ def wrk_reservations(port: int, tokens: list[str]) -> dict[str, float]:
             timeout=seconds + 60,
         ).stdout
         time.sleep(1)  # requests in flight at wrk's stop finish before the reset
-    statuses = {int(code): int(n) for code, n in re.findall(r"status (\d+) (\d+)", out)}
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
+    statuses, socket_errors, timing = wrk_script_answers(out)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "errors": sum(c for s, c in statuses.items() if s != 201)
-        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
-        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        **timing,
+        "errors": sum(c for s, c in statuses.items() if s != 201) + socket_errors,
     }
 
 

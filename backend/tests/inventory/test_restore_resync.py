@@ -73,7 +73,15 @@ def test_resync_re_derives_counters_flushes_tokens_and_expires_overdue(
 
 
 def test_resync_without_redis_says_so(production_env) -> None:
+    """Without REDIS_URL the command refuses, naming it: in a web container the
+    configuration itself refuses (web needs a broker); in the migrate role's
+    (which needs none) the command says there is nothing to resync."""
     env = {k: v for k, v in production_env.items() if k != "REDIS_URL"}
-    result = run_python(["manage.py", "restore_resync"], env=env)
+    result = run_python(["manage.py", "restore_resync"], env={**env, "APP_ROLE": "web"})
+    assert result.returncode == 1
+    assert "REDIS_URL is missing (and CELERY_BROKER_URL too)" in result.stderr
+    result = run_python(
+        ["manage.py", "restore_resync"], env={**env, "APP_ROLE": "migrate"}
+    )
     assert result.returncode == 1
     assert "REDIS_URL is not set: there is no Redis to resync." in result.stderr

@@ -38,11 +38,11 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import requests
 
+from apps.core.liveness import child_pids
 from tests.support.drill import Books, Stack, books, direct, drill_stack, seed
 from tests.support.haproxy import Balancer
 from tests.support.processes import ServerProcess, kill_group, run_python
@@ -259,27 +259,12 @@ class Supervisor:
 PAUSED: set[int] = set()
 
 
-def postgres_pids(postmaster: int) -> list[int]:
-    """The postmaster's children (backends, checkpointer, ...) by /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command may hold spaces and parentheses: fields follow the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
-            children.append(int(entry.name))
-    return children
-
-
 def postgres_pause(postmaster: int) -> int:
     """SIGSTOP the postmaster first (no new backend forks), then its children."""
     os.kill(postmaster, signal.SIGSTOP)
     PAUSED.add(postmaster)
-    children = postgres_pids(postmaster)
+    # The postmaster's children (backends, checkpointer, ...), by /proc.
+    children = child_pids(postmaster)
     for pid in children:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
