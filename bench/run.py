@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -212,12 +213,22 @@ def median_of(samples: list[dict[str, float]]) -> dict[str, float]:
 
 
 def pair(
-    name: str, project: Server, baseline: Server, path: str, headers: dict
+    name: str,
+    project: Server,
+    baseline: Server,
+    path: str,
+    headers: dict,
+    measure: Callable[[int], dict[str, float]] | None = None,
 ) -> dict:
+    """Measure both servers RUNS times, in turn; the ratio is taken per run.
+
+    `measure(port)` replaces the GET of `path` with `headers` (wrk's defaults).
+    """
+    measure = measure or (lambda port: wrk(port, path, headers))
     runs = []
     for _ in range(RUNS):
-        ours = wrk(project.port, path, headers)
-        base = wrk(baseline.port, path, headers)
+        ours = measure(project.port)
+        base = measure(baseline.port)
         runs.append(
             {"project": ours, "baseline": base, "ratio": ours["rps"] / base["rps"]}
         )
@@ -512,26 +523,17 @@ def write_path(tokens: list[str]) -> dict:
     project = Server(GUNICORN_WORKER_CLASS="gthread", **limits)
     baseline = Server("bench.bare_wsgi:application", GUNICORN_WORKER_CLASS="gthread")
     try:
-        runs = []
-        for _ in range(RUNS):
-            ours = wrk_reservations(project.port, tokens)
-            base = wrk_reservations(baseline.port, tokens)
-            runs.append(
-                {"project": ours, "baseline": base, "ratio": ours["rps"] / base["rps"]}
-            )
+        return pair(
+            "reservation POST",
+            project,
+            baseline,
+            "/api/v1/reservations/",
+            {},
+            measure=lambda port: wrk_reservations(port, tokens),
+        )
     finally:
         project.stop()
         baseline.stop()
-    result = {
-        "project": median_of([r["project"] for r in runs]),
-        "baseline": median_of([r["baseline"] for r in runs]),
-        "ratio": statistics.median(r["ratio"] for r in runs),
-    }
-    log(
-        f"reservation POST: project {result['project']['rps']:.0f} req/s, baseline "
-        f"{result['baseline']['rps']:.0f} req/s, ratio {result['ratio']:.2f}"
-    )
-    return result
 
 
 def cold_start() -> dict[str, float]:
