@@ -109,6 +109,30 @@ def token_cache_store(*, key: str, user: Any, token: Any) -> None:
         token_cache.put(key, user, token, ttl)
 
 
+def _broadcast(payload: dict[str, Any]) -> bool:
+    """Publish a message to every web process's revocation listener; return whether
+    it went out (no REDIS_URL, or Redis failing: this process alone acted)."""
+    if not settings.REDIS_URL:
+        return False
+    from django_redis import get_redis_connection
+    from redis.exceptions import RedisError
+
+    try:
+        # The Redis the listeners subscribe to (REDIS_URL), even when the cache has
+        # one of its own.
+        get_redis_connection(settings.DURABLE_REDIS_ALIAS).publish(
+            revocation_channel(settings.REDIS_URL), json.dumps(payload)
+        )
+    except RedisError as exc:
+        logger.warning(
+            "token revocation not broadcast (Redis: %s); other processes drop "
+            "their cached tokens within AUTH_TOKEN_CACHE_SECONDS",
+            exc,
+        )
+        return False
+    return True
+
+
 def tokens_revoke(*, keys: Iterable[str] = (), user_ids: Iterable[Any] = ()) -> None:
     """Drop tokens from every web process's cache once the current transaction
     commits (before it, another process could cache them again from the database).
@@ -118,24 +142,7 @@ def tokens_revoke(*, keys: Iterable[str] = (), user_ids: Iterable[Any] = ()) -> 
 
     def publish() -> None:
         token_cache.evict(keys=keys, user_ids=user_ids)
-        if not settings.REDIS_URL:
-            return
-        from django_redis import get_redis_connection
-        from redis.exceptions import RedisError
-
-        message = json.dumps({"keys": keys, "user_ids": user_ids})
-        try:
-            # The Redis the listeners subscribe to (REDIS_URL), even when the
-            # cache has one of its own.
-            get_redis_connection(settings.DURABLE_REDIS_ALIAS).publish(
-                revocation_channel(settings.REDIS_URL), message
-            )
-        except RedisError as exc:
-            logger.warning(
-                "token revocation not broadcast (Redis: %s); other processes drop "
-                "the token within AUTH_TOKEN_CACHE_SECONDS",
-                exc,
-            )
+        _broadcast({"keys": keys, "user_ids": user_ids})
 
     transaction.on_commit(publish)
 
@@ -150,14 +157,7 @@ def token_cache_flush() -> bool:
     for any message it cannot read.
     """
     token_cache.clear()
-    if not settings.REDIS_URL:
-        return False
-    from django_redis import get_redis_connection
-
-    get_redis_connection(settings.DURABLE_REDIS_ALIAS).publish(
-        revocation_channel(settings.REDIS_URL), json.dumps({"all": True})
-    )
-    return True
+    return _broadcast({"all": True})
 
 
 def _ensure_listener() -> None:

@@ -48,7 +48,9 @@ class Command(BaseCommand):
         self.stdout.write(
             "token caches: flushed in every web process"
             if published
-            else "token caches: flushed in this process (no Redis to publish on)"
+            else "token caches: flushed in this process only (not published: no "
+            "Redis, or Redis refused; the others expire theirs within "
+            "AUTH_TOKEN_CACHE_SECONDS)"
         )
         expired = reservations_expire()
         self.stdout.write(f"reservations past their deadline, expired now: {expired}")
