@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connections, router
+from django.db import router
 from django.db.models import QuerySet
 
+from apps.core.db.compiled import CompiledQuery
 from apps.core.exceptions import ProductNotFound, ReservationNotFound
 from apps.inventory.models import SKU_PATTERN, Product, Reservation, Stock
 
@@ -34,44 +34,35 @@ def product_get(*, sku: str, include_inactive: bool = False) -> Product:
         raise ProductNotFound(sku=sku) from None
 
 
-# Stands for the SKU while the ORM compiles the detail query; never a valid SKU.
+# Stands for the SKU in the compiled statements below; never a valid SKU.
 _SKU_PLACEHOLDER = "\x00sku"
-_DETAIL_FIELDS = ("sku", "name", "active", "stock__on_hand", "stock__reserved")
 
-
-@functools.cache
-def _product_detail_sql(
-    alias: str, vendor: str, include_inactive: bool
-) -> tuple[str, tuple[Any, ...], int]:
-    queryset = (
-        product_list(include_inactive=include_inactive)
-        .filter(sku=_SKU_PLACEHOLDER)
-        .order_by()
-        .values_list(*_DETAIL_FIELDS)
+_PRODUCT_DETAIL = {
+    include_inactive: CompiledQuery(
+        lambda sku, include_inactive=include_inactive: (
+            product_list(include_inactive=include_inactive)
+            .filter(sku=sku)
+            .order_by()
+            .values_list("sku", "name", "active", "stock__on_hand", "stock__reserved")
+        ),
+        sku=_SKU_PLACEHOLDER,
     )
-    sql, params = queryset.query.get_compiler(alias).as_sql()
-    return sql, tuple(params), params.index(_SKU_PLACEHOLDER)
+    for include_inactive in (False, True)
+}
 
 
 def product_detail(*, sku: str, include_inactive: bool = False) -> dict[str, Any]:
     """Return one product's API representation (ProductOutput's fields), or raise
     ProductNotFound.
 
-    The most frequent read of the API: the ORM compiles its SQL once per process
-    (building and compiling the query cost more than running it), then each call
-    runs that SQL with its SKU.
+    The most frequent read of the API: its statement is compiled once per process
+    (building and compiling the query cost more than running it).
     """
     if not SKU_RE.fullmatch(sku):
         raise ProductNotFound(sku=sku[:64])
-    connection = connections[router.db_for_read(Product)]
-    sql, params, sku_index = _product_detail_sql(
-        connection.alias, connection.vendor, include_inactive
+    row = _PRODUCT_DETAIL[include_inactive].first(
+        using=router.db_for_read(Product), sku=sku
     )
-    bound = list(params)
-    bound[sku_index] = sku
-    with connection.cursor() as cursor:
-        cursor.execute(sql, bound)
-        row = cursor.fetchone()
     if row is None:
         raise ProductNotFound(sku=sku)
     sku, name, active, on_hand, reserved = row
@@ -83,6 +74,33 @@ def product_detail(*, sku: str, include_inactive: bool = False) -> dict[str, Any
         "reserved": reserved,
         "available": on_hand - reserved,
     }
+
+
+_PRODUCT_FIELDS = tuple(field.attname for field in Product._meta.concrete_fields)
+_RESERVABLE_PRODUCT = CompiledQuery(
+    lambda sku: (
+        Product.objects.filter(sku=sku, active=True)
+        .order_by()
+        .values_list(*_PRODUCT_FIELDS)
+    ),
+    sku=_SKU_PLACEHOLDER,
+)
+
+
+def product_reservable_get(*, sku: str) -> Product:
+    """Return an active product without its stock (what a reservation refers to),
+    or raise ProductNotFound.
+
+    Read inside every accepted reservation's transaction: one compiled statement,
+    on the connection that writes the reservation.
+    """
+    if not SKU_RE.fullmatch(sku):
+        raise ProductNotFound(sku=sku[:64])
+    using = router.db_for_write(Product)
+    row = _RESERVABLE_PRODUCT.first(using=using, sku=sku)
+    if row is None:
+        raise ProductNotFound(sku=sku)
+    return Product.from_db(using, _PRODUCT_FIELDS, row)
 
 
 def stock_available(*, product_id: int) -> int:

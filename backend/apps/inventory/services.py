@@ -18,10 +18,20 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import (
+    BooleanField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from apps.core.db.compiled import CompiledQuery
 from apps.core.exceptions import (
     ConfirmNotAllowed,
     IdempotencyKeyReused,
@@ -43,7 +53,11 @@ from apps.inventory.models import (
     Stock,
     StockMovement,
 )
-from apps.inventory.selectors import product_get, stock_available
+from apps.inventory.selectors import (
+    product_get,
+    product_reservable_get,
+    stock_available,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,19 +195,38 @@ def _fingerprint(*, sku: str, quantity: int, ttl_seconds: int) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# An owner id and an Idempotency-Key no request has: where the compiled statements
+# below take each call's values.
+_OWNER_PLACEHOLDER = -0x7EADBEEF
+_KEY_PLACEHOLDER = "\x00key"
+
+_IDEMPOTENT_RESERVATION = CompiledQuery(
+    lambda owner_id, key: (
+        Reservation.objects.filter(owner_id=owner_id, idempotency_key=key)
+        .order_by()
+        .values_list("pk", "request_fingerprint")
+    ),
+    owner_id=_OWNER_PLACEHOLDER,
+    key=_KEY_PLACEHOLDER,
+)
+
+
 def _replay(
     *, owner: AbstractBaseUser, key: str, fingerprint: str
 ) -> Reservation | None:
-    existing = (
-        Reservation.objects.select_related("product")
-        .filter(owner=owner, idempotency_key=key)
-        .first()
-    )
-    if existing is None:
+    """The owner's reservation made with `key`, if any; refuse a key reused for a
+    different request.
+
+    Nearly every key is new: the lookup is one compiled statement, and only a replay
+    loads the reservation through the ORM.
+    """
+    row = _IDEMPOTENT_RESERVATION.first(owner_id=owner.pk, key=key)
+    if row is None:
         return None
-    if existing.request_fingerprint != fingerprint:
+    reservation_id, seen_fingerprint = row
+    if seen_fingerprint != fingerprint:
         raise IdempotencyKeyReused(idempotency_key=key)
-    return existing
+    return Reservation.objects.select_related("product").get(pk=reservation_id)
 
 
 def _admit(*, sku: str, quantity: int) -> tuple[Product | None, bool]:
@@ -262,6 +295,33 @@ def _lock_owner(*, owner: AbstractBaseUser) -> datetime:
         return cursor.fetchone()[1]
 
 
+def _owner_units(owner_id: int) -> QuerySet[Reservation]:
+    """The units one owner holds now and reserved in the last hour (one row, or none
+    without recent reservations): an active reservation is never older than the
+    longest TTL, so both sums read the owner's recent rows only (index
+    reservation_owner_recent)."""
+    since = Now() - timedelta(
+        seconds=max(RESERVATION_OWNER_WINDOW_SECONDS, RESERVATION_MAX_TTL_SECONDS)
+    )
+    window_start = Now() - timedelta(seconds=RESERVATION_OWNER_WINDOW_SECONDS)
+    return (
+        Reservation.objects.filter(owner_id=owner_id, created_at__gte=since)
+        .order_by()
+        .values("owner_id")
+        .annotate(
+            held=Sum(
+                "quantity",
+                filter=Q(status=Reservation.Status.ACTIVE, expires_at__gt=Now()),
+            ),
+            recent=Sum("quantity", filter=Q(created_at__gte=window_start)),
+        )
+        .values_list("held", "recent")
+    )
+
+
+_OWNER_UNITS = CompiledQuery(_owner_units, owner_id=_OWNER_PLACEHOLDER)
+
+
 def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
     """Refuse a reservation that takes the owner above their limit of held units,
     or above the units they may reserve per hour.
@@ -270,23 +330,11 @@ def _owner_limit_check(*, owner: AbstractBaseUser, quantity: int) -> None:
     became of it: without it, reserve -> let expire (or cancel) -> reserve again
     holds a product for good. Runs inside the reservation's transaction, after
     `_lock_owner`, so two concurrent requests of one owner cannot both pass.
-    One query over the owner's recent rows (index reservation_owner_recent): an
-    active reservation is never older than the longest TTL.
     """
     limit = settings.RESERVATION_MAX_UNITS_PER_OWNER
     hourly = settings.RESERVATION_MAX_UNITS_PER_OWNER_PER_HOUR
-    since = Now() - timedelta(
-        seconds=max(RESERVATION_OWNER_WINDOW_SECONDS, RESERVATION_MAX_TTL_SECONDS)
-    )
-    window_start = Now() - timedelta(seconds=RESERVATION_OWNER_WINDOW_SECONDS)
-    units = Reservation.objects.filter(owner=owner, created_at__gte=since).aggregate(
-        held=Sum(
-            "quantity",
-            filter=Q(status=Reservation.Status.ACTIVE, expires_at__gt=Now()),
-        ),
-        recent=Sum("quantity", filter=Q(created_at__gte=window_start)),
-    )
-    held, recent = units["held"] or 0, units["recent"] or 0
+    row = _OWNER_UNITS.first(owner_id=owner.pk)
+    held, recent = (row[0] or 0, row[1] or 0) if row else (0, 0)
     if held + quantity > limit:
         metrics.reservations.labels(result="owner_limit").inc()
         raise ReservationLimitExceeded(limit=limit, held=held, requested=quantity)
@@ -343,7 +391,7 @@ def reservation_create(
             taken = quantity if took else 0
             with transaction.atomic(savepoint=False):
                 if product is None:
-                    product = product_get(sku=sku)
+                    product = product_reservable_get(sku=sku)
                 now = _lock_owner(owner=owner)
                 _owner_limit_check(owner=owner, quantity=quantity)
                 record = partial(
