@@ -3,7 +3,8 @@
 Sets up the benchmark database (as `make bench` does), then calls the project's WSGI
 application directly (no server, no network for the request itself) with an
 authenticated `GET /api/v1/products/{sku}/`, or with BENCH_PROFILE_REQUEST=reserve an
-accepted `POST /api/v1/reservations/` (a fresh Idempotency-Key each, gate on):
+accepted `POST /api/v1/reservations/` (a fresh Idempotency-Key each, gate on), or with
+BENCH_PROFILE_REQUEST=refuse a POST for a sold-out SKU that the gate refuses:
 BENCH_PROFILE_REQUESTS (default 500) requests timed without a profiler, then the same
 number under cProfile. Prints the mean cost per request and the top entries by own
 time and by cumulative time.
@@ -73,6 +74,18 @@ def main() -> int:
             CONTENT_LENGTH=str(len(body)),
         )
         expected = "201"
+    elif REQUEST == "refuse":
+        # The hot SKU sold out: the gate refuses before any database work (a buyer
+        # without an Idempotency-Key, as in `make bench`'s hot-SKU runs).
+        run.sku_reset(sku=run.HOT_SKU, stock=0, gate=True)
+        body = json.dumps({"sku": run.HOT_SKU, "quantity": 1}).encode()
+        environ.update(
+            REQUEST_METHOD="POST",
+            PATH_INFO="/api/v1/reservations/",
+            CONTENT_TYPE="application/json",
+            CONTENT_LENGTH=str(len(body)),
+        )
+        expected = "409"
     statuses: list[str] = []
     sent = iter(range(10**9))
 
@@ -80,11 +93,9 @@ def main() -> int:
         statuses.append(status)
 
     def one() -> None:
-        request = {
-            **environ,
-            "wsgi.input": io.BytesIO(body),
-            "HTTP_IDEMPOTENCY_KEY": f"profile-{os.getpid()}-{next(sent)}",
-        }
+        request = {**environ, "wsgi.input": io.BytesIO(body)}
+        if REQUEST == "reserve":
+            request["HTTP_IDEMPOTENCY_KEY"] = f"profile-{os.getpid()}-{next(sent)}"
         response = application(request, start_response)
         b"".join(response)
         response.close()
@@ -105,11 +116,10 @@ def main() -> int:
     profiler.disable()
     assert all(s.startswith(expected) for s in statuses), set(statuses)
 
-    what = (
-        "accepted POST /api/v1/reservations/"
-        if REQUEST == "reserve"
-        else "GET /api/v1/products/{sku}/"
-    )
+    what = {
+        "reserve": "accepted POST /api/v1/reservations/",
+        "refuse": "sold-out (gate-refused) POST /api/v1/reservations/",
+    }.get(REQUEST, "GET /api/v1/products/{sku}/")
     print(
         f"{REQUESTS} authenticated {what} in process: "
         f"{per_request_ms:.2f} ms per request (without the profiler)\n"

@@ -374,8 +374,9 @@ end
 """
 
 
-def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
-    """HOT_CLIENTS keep-alive clients attempting reservations for HOT_SECONDS (wrk).
+def hot_sku_run(port: int, tokens: list[str], *, stock: int) -> dict[str, float]:
+    """HOT_CLIENTS keep-alive clients attempting reservations for HOT_SECONDS (wrk)
+    of a SKU that had `stock` units.
 
     wrk, not Python: an asyncio client in Python capped the gate's refusals at
     ~400-600/s on two cores, where wrk measured 650-980/s, so the benchmark measured
@@ -426,7 +427,7 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
         "rejected": statuses.get(409, 0),
         "errors": sum(c for s, c in statuses.items() if s not in {201, 409})
         + socket_errors,
-        "oversold": max(0, reserved - on_hand) + max(0, accepted - HOT_STOCK),
+        "oversold": max(0, reserved - on_hand) + max(0, accepted - stock),
         "attempts_per_s": timing["rps"],
         "p50_ms": timing["p50_ms"],
         "p99_ms": timing["p99_ms"],
@@ -434,8 +435,15 @@ def hot_sku_run(port: int, tokens: list[str]) -> dict[str, float]:
 
 
 def hot_sku(tokens: list[str]) -> dict:
+    """A launch: HOT_STOCK units sold to HOT_CLIENTS buyers with the gate and by the
+    database alone; then the same buyers at a sold-out SKU, where every attempt is the
+    gate's refusal (the path a launch's crowd takes once the units are gone)."""
     results = {}
-    for label, gate in (("gate", True), ("database_only", False)):
+    for label, gate, stock in (
+        ("gate", True, HOT_STOCK),
+        ("database_only", False, HOT_STOCK),
+        ("sold_out", True, 0),
+    ):
         # The database path alone: no REDIS_URL (the gate is off), the broker kept
         # through CELERY_BROKER_URL (web refuses to start without one).
         overrides = {} if gate else {"REDIS_URL": "", "CELERY_BROKER_URL": REDIS_URL}
@@ -443,8 +451,8 @@ def hot_sku(tokens: list[str]) -> dict:
         try:
             runs = []
             for _ in range(RUNS):
-                sku_reset(sku=HOT_SKU, stock=HOT_STOCK, gate=gate)
-                runs.append(hot_sku_run(server.port, tokens))
+                sku_reset(sku=HOT_SKU, stock=stock, gate=gate)
+                runs.append(hot_sku_run(server.port, tokens, stock=stock))
         finally:
             server.stop()
         results[label] = median_of(runs)
@@ -668,7 +676,9 @@ def table(r: dict) -> str:
         "| attempts/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for label in ("gate", "database_only"):
+    for label in ("gate", "database_only", "sold_out"):
+        if label not in r["hot_sku"]:  # results recorded before the sold-out run
+            continue
         h = r["hot_sku"][label]
         rows.append(
             f"| {label.replace('_', ' ')} | {h['accepted']:.0f} | {h['rejected']:.0f} "
