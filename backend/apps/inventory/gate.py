@@ -28,9 +28,15 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "inventory:available:"
 # After a Redis failure, skip the gate for this long (per process).
 BREAKER_SECONDS = 5.0
-# One reconciliation at a time, fleet-wide; the lock outlives a run's time limit.
+# One reconciliation at a time, fleet-wide. The lock is a lease the run renews as it
+# goes: a worker killed mid-run (OOM, SIGKILL, a node lost) frees it within
+# RECONCILE_LOCK_SECONDS, so the next run, or the reconcile a Redis failover asks for,
+# is not skipped for as long as the longest run could last.
 RECONCILE_LOCK_KEY = "inventory:reconcile:lock"
-RECONCILE_LOCK_SECONDS = 600
+RECONCILE_LOCK_SECONDS = 30
+# Renewed every third of the lease: two renewals may come late (a slow database
+# read of one SKU) before another run may take over.
+RECONCILE_LOCK_RENEW_SECONDS = 10
 
 # The Redis server (its run_id) the counters were last reconciled against. Another
 # server means a failover to a replica, which may have missed the last writes, or a
@@ -267,9 +273,40 @@ def gate_repair(*, sku: str, database_available: Callable[[], int]) -> GateRepai
     return GateRepair(in_redis, in_db, repaired=True)
 
 
+class ReconcileLeaseLost(Exception):
+    """This run's reconciliation lease lapsed and another run may hold it now."""
+
+
+class ReconcileLease:
+    """The reconciliation lock held by this run, renewed while the run goes on."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self._renew_every = RECONCILE_LOCK_RENEW_SECONDS
+        self._renewed_at = time.monotonic()
+
+    def keep(self) -> None:
+        """Renew the lease once RECONCILE_LOCK_RENEW_SECONDS have passed since the
+        last time.
+
+        Raises ReconcileLeaseLost when the lock is no longer this run's (it lapsed and
+        another run may have taken it: this one must stop), GateUnavailable when Redis
+        cannot be asked.
+        """
+        now = time.monotonic()
+        if now - self._renewed_at < self._renew_every:
+            return
+        try:
+            _redis(lambda lock: lock.reacquire(), self._lock)
+        except LockError as exc:
+            raise ReconcileLeaseLost(str(exc)) from exc
+        self._renewed_at = now
+
+
 @contextmanager
-def gate_reconcile_lock() -> Iterator[bool]:
-    """Hold the fleet-wide reconciliation lock if free; yield whether it is held.
+def gate_reconcile_lock() -> Iterator[ReconcileLease | None]:
+    """Hold the fleet-wide reconciliation lock if free: yield its lease, or None when
+    another run holds it.
 
     Raises GateUnavailable when Redis cannot be asked.
     """
@@ -278,7 +315,7 @@ def gate_reconcile_lock() -> Iterator[bool]:
     )
     held = _redis(lambda lock: lock.acquire(), lock)
     try:
-        yield held
+        yield ReconcileLease(lock) if held else None
     finally:
         if held:
             try:

@@ -676,7 +676,12 @@ def inventory_gate_check_server() -> int:
         "reconciling now",
         extra={"redis_run_id": run_id},
     )
-    repairs = inventory_gate_reconcile()
+    repairs = _gate_reconcile()
+    if repairs is None:
+        # Not reconciled here: another run holds the lock (perhaps one that began
+        # against the previous server), or Redis failed. The server stays unmarked,
+        # so the next check, seconds away, tries again.
+        return 0
     with suppress(gate.GateUnavailable):
         gate.gate_server_mark(run_id=run_id)
     return repairs
@@ -689,19 +694,35 @@ def inventory_gate_reconcile() -> int:
     with traffic may leave a counter too high (the database refuses the extra
     units; the next run repairs it), never too low.
     """
+    return _gate_reconcile() or 0
+
+
+def _gate_reconcile() -> int | None:
+    """Reconcile every SKU; return the repairs, or None when this run did not
+    complete (Redis unavailable, another run holding the lock, or this run's lease
+    lost to another)."""
     if not gate.gate_enabled():
         return 0
     with ExitStack() as stack:
         try:
-            held = stack.enter_context(gate.gate_reconcile_lock())
+            lease = stack.enter_context(gate.gate_reconcile_lock())
         except gate.GateUnavailable as exc:
             logger.warning("reconciliation skipped, Redis unavailable: %s", exc)
-            return 0
-        if not held:
+            return None
+        if lease is None:
             logger.info("reconciliation already running elsewhere; skipped")
-            return 0
+            return None
         repairs = _gate_forget_inactive()
         for stock in _stocks_by_product():
+            try:
+                lease.keep()
+            except gate.ReconcileLeaseLost:
+                logger.warning(
+                    "reconciliation stopped: its lock lapsed and may be another "
+                    "run's now",
+                    extra={"repairs": repairs},
+                )
+                return None
             # The snapshot only picks candidates: it may be older than the counter.
             sku = stock.product.sku
             if gate.gate_read(sku=sku) == stock.available:
