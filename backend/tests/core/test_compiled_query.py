@@ -42,28 +42,27 @@ def test_each_call_gets_the_rows_the_queryset_would_with_its_values() -> None:
 
 
 @pytest.mark.django_db
-def test_a_placeholder_absent_or_repeated_in_the_sql_is_refused() -> None:
-    absent = CompiledQuery(
-        lambda sku: Product.objects.filter(active=True).values_list("sku"),
-        sku=PLACEHOLDER,
-    )
-    with pytest.raises(RuntimeError, match="placeholder 'sku' appears 0 times"):
-        absent.rows(sku="CQ-A")
-    repeated = CompiledQuery(
-        lambda sku: Product.objects.filter(Q(sku=sku) | Q(name=sku)).values_list("sku"),
-        sku=PLACEHOLDER,
-    )
-    with pytest.raises(RuntimeError, match="placeholder 'sku' appears 2 times"):
-        repeated.rows(sku="CQ-A")
-
-
-@pytest.mark.django_db
-def test_values_must_name_exactly_the_placeholders() -> None:
+@pytest.mark.parametrize(
+    ("lookup", "values", "error", "message"),
+    [
+        # The placeholder never reaches the SQL, or reaches it twice: refused.
+        (Q(active=True), {"sku": "CQ-A"}, RuntimeError, "'sku' appears 0 times"),
+        (
+            Q(sku=PLACEHOLDER) | Q(name=PLACEHOLDER),
+            {"sku": "CQ-A"},
+            RuntimeError,
+            "'sku' appears 2 times",
+        ),
+        # Values that do not name exactly the placeholders: refused.
+        (Q(sku=PLACEHOLDER), {"name": "CQ-A"}, TypeError, "placeholders are"),
+        (Q(sku=PLACEHOLDER), {}, TypeError, "placeholders are"),
+    ],
+)
+def test_a_statement_that_could_be_bound_wrongly_is_refused(
+    lookup: Q, values: dict[str, str], error: type[Exception], message: str
+) -> None:
     query = CompiledQuery(
-        lambda sku: Product.objects.filter(sku=sku).values_list("sku"),
-        sku=PLACEHOLDER,
+        lambda sku: Product.objects.filter(lookup).values_list("sku"), sku=PLACEHOLDER
     )
-    with pytest.raises(TypeError, match="placeholders are"):
-        query.rows(name="CQ-A")
-    with pytest.raises(TypeError, match="placeholders are"):
-        query.rows()
+    with pytest.raises(error, match=message):
+        query.rows(**values)
