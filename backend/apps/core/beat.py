@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
-from redbeat.schedulers import RedBeatScheduler
+from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,6 +27,13 @@ class HeartbeatRedBeatScheduler(RedBeatScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
+            if self.lock_key and self.lock is None:
+                # RedBeat takes its lock when beat starts, in a beat_init receiver
+                # whose errors Celery logs and drops: a beat started while Redis
+                # was unreachable (restarted during a failover) has no lock, and
+                # RedBeat's tick would end the process on it. Take it now, the way
+                # RedBeat does at start (waiting while another beat holds it).
+                acquire_distributed_beat_lock(sender=SimpleNamespace(scheduler=self))
             interval = super().tick(*args, **kwargs)
         except TRANSIENT as exc:
             # Celery's beat service ends the process on any error of a tick. The
