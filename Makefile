@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 BACKEND := backend
 # DATABASE_URL / REDIS_URL: no defaults. Unset, `make test` starts private throwaway
-# servers for the run (backend/tests/servers.py); set, it uses those servers.
+# servers for the run (backend/tests/support/servers.py); set, it uses those servers.
 PYTEST_ARGS ?=
 IMAGE ?= inventory-backend:test
 # buildah without a daemon or registry (see ../shared/DESIGN.md).
@@ -61,12 +61,12 @@ run: venv
 
 # exec: make's SIGTERM reaches the launcher, which stops and removes its servers.
 test: venv
-	cd $(BACKEND) && exec $(BIN)/python -m tests.servers --ignore=tests/image --ignore=tests/platforms $(PYTEST_ARGS)
+	cd $(BACKEND) && exec $(BIN)/python -m tests.support.servers --ignore=tests/image --ignore=tests/platforms $(PYTEST_ARGS)
 
 # The same tests a pooled deployment depends on, with DATABASE_URL through PgBouncer in
-# transaction mode and DATABASE_DIRECT_URL straight to PostgreSQL (tests/servers.py).
+# transaction mode and DATABASE_DIRECT_URL straight to PostgreSQL (tests/support/servers.py).
 test-pgbouncer: venv
-	cd $(BACKEND) && TEST_DB_POOLER=pgbouncer exec $(BIN)/python -m tests.servers \
+	cd $(BACKEND) && TEST_DB_POOLER=pgbouncer exec $(BIN)/python -m tests.support.servers \
 		tests/inventory tests/core tests/processes $(PYTEST_ARGS)
 
 # --format docker keeps HEALTHCHECK and STOPSIGNAL (OCI image configs have no field).
@@ -79,21 +79,21 @@ image:
 	-$(BUILDAH) rmi --prune >/dev/null 2>&1
 
 image-test: venv image
-	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/image $(PYTEST_ARGS)
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.support.servers tests/image $(PYTEST_ARGS)
 
 # The shipped deployment files started as each platform starts them: Docker Engine
 # (Compose, ECS, Railway semantics) and podman (Kubernetes manifests).
 # NO_IMAGE_BUILD=1 reuses the image a previous `make image` built (as .ci/run does).
 # The chaos soak is left to `make chaos` (.ci/run runs it next): it is timed by CHAOS_SECONDS.
 platform-test: venv $(if $(NO_IMAGE_BUILD),,image)
-	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms \
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.support.servers tests/platforms \
 		--ignore=tests/platforms/test_chaos.py $(PYTEST_ARGS)
 
 # A rolling release and rollback under load behind HAProxy (Docker Engine, haproxy);
 # also part of platform-test. NO_IMAGE_BUILD=1 reuses v1's image.
 release-drill: venv $(if $(NO_IMAGE_BUILD),,image)
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
-	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.servers tests/platforms/test_release_drill.py -s $(PYTEST_ARGS)
+	cd $(BACKEND) && IMAGE=$(IMAGE) exec $(BIN)/python -m tests.support.servers tests/platforms/test_release_drill.py -s $(PYTEST_ARGS)
 
 # Web 2 -> 8 and workers 1 -> 4 through PgBouncer on a 40-connection PostgreSQL, a
 # Redis Sentinel failover and a PgBouncer restart under load, then the books audited;
@@ -101,7 +101,7 @@ release-drill: venv $(if $(NO_IMAGE_BUILD),,image)
 # platform-test.
 scale-drill: venv
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
-	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_scale_drill.py -s $(PYTEST_ARGS)
+	cd $(BACKEND) && exec $(BIN)/python -m tests.support.servers tests/platforms/test_scale_drill.py -s $(PYTEST_ARGS)
 
 # Overlapping faults under steady mixed load on the scale drill's stack (3 web, 2
 # workers, beat), then the books audited from PostgreSQL and the client's history.
@@ -111,7 +111,7 @@ CHAOS_SEED ?=
 chaos: venv
 	@command -v haproxy >/dev/null || { echo "haproxy is missing: apt-get install haproxy"; exit 1; }
 	cd $(BACKEND) && CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) \
-		exec $(BIN)/python -m tests.servers tests/platforms/test_chaos.py -s $(PYTEST_ARGS)
+		exec $(BIN)/python -m tests.support.servers tests/platforms/test_chaos.py -s $(PYTEST_ARGS)
 
 # Backup and restore (DEPLOYMENT_GUIDE.md, "Backup and restore"): state made through
 # the API, pg_dump --format=custom, DROP DATABASE and the run's Redis emptied,
@@ -119,7 +119,7 @@ chaos: venv
 # Host processes on the launcher's private servers (pg_dump/pg_restore come with the
 # postgresql package the tests already need).
 restore-drill: venv
-	cd $(BACKEND) && exec $(BIN)/python -m tests.servers tests/platforms/test_restore_drill.py -s $(PYTEST_ARGS)
+	cd $(BACKEND) && exec $(BIN)/python -m tests.support.servers tests/platforms/test_restore_drill.py -s $(PYTEST_ARGS)
 
 # Benchmarks (not part of make test): loopback, wrk from Debian's packages.
 bench: venv

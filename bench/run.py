@@ -41,10 +41,10 @@ BACKEND = ROOT / "backend"
 # The tests' helpers (free ports, waiting, process groups) and the app's own modules.
 sys.path.insert(0, str(BACKEND))
 
-from tests.servers import pgbouncer_binary, start_pgbouncer  # noqa: E402
 from tests.support.http import wait_http  # noqa: E402
 from tests.support.net import free_port  # noqa: E402
 from tests.support.processes import popen, stop_group  # noqa: E402
+from tests.support.servers import pgbouncer_binary, start_pgbouncer  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

@@ -1,4 +1,4 @@
-"""Fixtures only: each wires helpers of tests/support/ and tests/factories.py.
+"""Fixtures only: each wires helpers of tests/support/.
 
 Helpers are imported from there, never from a conftest or a test module.
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from tests import factories
-from tests.support import processes
+from tests.support import factories, processes
 from tests.support.env import production_environ, with_venv_path
 from tests.support.http import wait_http
 from tests.support.net import free_port

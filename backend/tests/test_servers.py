@@ -1,7 +1,8 @@
-"""`make test`'s launcher (tests/servers.py): private PostgreSQL and Redis for one run.
+"""`make test`'s launcher: private PostgreSQL and Redis for one run.
 
-Each test runs the launcher for real around a one-test pytest session that reports
-the URLs it was given (and uses them), then checks the servers are gone.
+The launcher is tests/support/servers.py. Each test runs it for real around a
+one-test pytest session that reports the URLs it was given (and uses them), then
+checks the servers are gone.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import DIR_PREFIX, PID_FILE
 from tests.support.env import clean_environ
 from tests.support.net import free_port
 from tests.support.processes import PYTHON, popen, run_python
+from tests.support.servers import DIR_PREFIX, PID_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +83,7 @@ def _launch(
         [
             PYTHON,
             "-m",
-            "tests.servers",
+            "tests.support.servers",
             "-c",
             str(tmp_path / "pytest.ini"),
             "-p",
@@ -209,7 +210,7 @@ def test_servers_the_caller_names_are_used_as_they_are(tmp_path) -> None:
 
 MISSING_SCRIPT = """
 import sys
-import tests.servers as servers
+import tests.support.servers as servers
 # A machine without Debian's postgresql and redis-server packages.
 servers.PG_DEBIAN_GLOB = "/nonexistent/*/bin"
 servers.REDIS_SEARCH_PATH = "/nonexistent"

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import signing
 from django.test import Client, override_settings
 
-from tests import factories
+from tests.support import factories
 from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.net import free_port
 from tests.support.observability import worker_metrics

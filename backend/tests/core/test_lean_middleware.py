@@ -12,7 +12,7 @@ from django.utils.functional import empty
 from prometheus_client import REGISTRY
 
 from apps.core.middleware import LazyMessageMiddleware
-from tests.factories import token_client
+from tests.support.factories import token_client
 
 
 def test_api_request_builds_no_message_storage(user) -> None:

@@ -13,7 +13,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from apps.core import tokens
-from tests.factories import token_client
+from tests.support.factories import token_client
 from tests.support.processes import run_python
 
 

@@ -22,13 +22,13 @@ from django.utils import timezone
 
 from apps.inventory.gate import gate_key
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.environment import database_port
+from tests.support.environment import database_port
 from tests.support.net import free_port
 from tests.support.postgres import database_name, raw_connection
 from tests.support.processes import run_python
 from tests.support.redis import start_redis
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 HTTPS = {"X-Forwarded-Proto": "https"}

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.inventory import gate, services
 from apps.inventory.models import Reservation, Stock, StockMovement
-from tests.factories import reservation_expired
+from tests.support.factories import reservation_expired
 from tests.support.postgres import blocked_backends
 from tests.support.wait import wait_until
 

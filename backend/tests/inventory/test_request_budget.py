@@ -22,7 +22,7 @@ from apps.core import api, tokens
 from apps.core.api import UserRateThrottle
 from apps.core.rate_windows import WindowCounters, batch_size
 from apps.inventory import gate
-from tests.factories import token_client
+from tests.support.factories import token_client
 from tests.support.net import free_port
 from tests.support.redis import start_redis, stop_redis
 

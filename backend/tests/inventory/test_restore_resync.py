@@ -12,7 +12,7 @@ from rest_framework.authtoken.models import Token
 from apps.inventory import gate
 from apps.inventory.models import Reservation
 from apps.inventory.services import reservation_create
-from tests import factories
+from tests.support import factories
 from tests.support.processes import run_python
 
 HOSTS = {"Host": "localhost", "X-Forwarded-Proto": "https"}

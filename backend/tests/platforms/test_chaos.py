@@ -46,8 +46,8 @@ from apps.core.liveness import child_pids
 from tests.support.drill import Books, Stack, books, direct, drill_stack, seed
 from tests.support.haproxy import Balancer
 from tests.support.processes import ServerProcess, kill_group, run_python
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
-from tests.tcp_proxy import TcpProxy
 
 CHAOS_SECONDS = int(os.environ.get("CHAOS_SECONDS") or 180)
 CHAOS_SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(10**6))

@@ -247,8 +247,8 @@ FREEZE_OVERRIDE = {
             "image": COMPOSE_IMAGE,
             "entrypoint": ["python", "/proxy/freeze_proxy.py", "6379", "redis", "6379"],
             "volumes": [
-                f"{ROOT / 'backend/tests/tcp_proxy.py'}:/proxy/tcp_proxy.py:ro",
-                f"{ROOT / 'backend/tests/platforms/freeze_proxy.py'}"
+                f"{ROOT / 'backend/tests/support/tcp_proxy.py'}:/proxy/tcp_proxy.py:ro",
+                f"{ROOT / 'backend/tests/support/freeze_proxy.py'}"
                 ":/proxy/freeze_proxy.py:ro",
             ],
             "depends_on": {"redis": {"condition": "service_healthy"}},

@@ -8,8 +8,8 @@ import threading
 import pytest
 import requests
 
-from tests.platforms.ecs import Task, run_task
 from tests.support.containers import docker
+from tests.support.ecs import Task, run_task
 from tests.support.processes import ROOT
 
 ROLES = ("web", "worker", "beat")

@@ -28,11 +28,11 @@ from rest_framework.authtoken.models import Token
 from apps.inventory import gate
 from apps.inventory.models import Reservation, Stock, StockMovement
 from apps.inventory.services import reservation_create, reservations_expire
-from tests.servers import postgres_bindir
 from tests.support import processes
 from tests.support.env import production_environ
 from tests.support.postgres import admin_connection, database_name
 from tests.support.processes import run, run_python
+from tests.support.servers import postgres_bindir
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -19,8 +19,8 @@ from celery import Celery
 
 from tests.support.net import free_port
 from tests.support.redis import start_redis, stop_redis
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from tests.support.env import clean_environ
 from tests.support.net import free_port
 from tests.support.processes import WORKER_COMMAND
 from tests.support.processes import healthcheck as run_healthcheck
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,7 @@ def start_beat(start_entrypoint, marker: str, tmp: Path):
         "beat",
         "celery",
         "-A",
-        "tests.beat_app",
+        "tests.support.beat_app",
         "beat",
         "--schedule",
         str(tmp / f"schedule-{uuid.uuid4().hex}"),

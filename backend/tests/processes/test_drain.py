@@ -22,7 +22,7 @@ DRAIN = 3
 
 def test_sigterm_drains_then_stops_gracefully(start_gunicorn) -> None:
     server = start_gunicorn(
-        "tests.slow_wsgi:application",
+        "tests.support.slow_wsgi:application",
         WEB_DRAIN_SECONDS=str(DRAIN),
         GUNICORN_GRACEFUL_TIMEOUT="10",
     )

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.env import PRODUCTION_ENV, clean_environ
 from tests.support.processes import run_python
-from tests.tcp_proxy import SilentServer
+from tests.support.tcp_proxy import SilentServer
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.environment import database_port
+from tests.support.environment import database_port
 from tests.support.net import free_port
 from tests.support.postgres import raw_connection
 from tests.support.processes import BIN_DIR, ENTRYPOINT, assert_exit
 from tests.support.redis import start_redis, stop_redis
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 PRINT_STARTED = ["python", "-c", "print('role process started')"]

@@ -31,7 +31,7 @@ def test_migration_longer_than_the_statement_timeout_succeeds(
     _, database = empty_database
     slow = {
         **database,
-        "DJANGO_SETTINGS_MODULE": "tests.slow_migration_settings",
+        "DJANGO_SETTINGS_MODULE": "tests.support.slow_migration_settings",
         "DB_STATEMENT_TIMEOUT_MS": "1000",
     }
     process = start_entrypoint("migrate", **slow)

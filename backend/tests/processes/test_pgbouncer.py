@@ -14,10 +14,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from tests.servers import pgbouncer_binary, start_pgbouncer
 from tests.support.env import with_venv_path
 from tests.support.postgres import direct_server
 from tests.support.processes import run_python
+from tests.support.servers import pgbouncer_binary, start_pgbouncer
 
 STATEMENT_TIMEOUT_MS = 500
 

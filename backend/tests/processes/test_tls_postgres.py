@@ -107,7 +107,7 @@ def direct(url: str) -> dict[str, str]:
 
 SEED = """
 from rest_framework.authtoken.models import Token
-from tests import factories
+from tests.support import factories
 staff = factories.user_create(staff=True)
 product = factories.product_create(actor=staff, on_hand=10)
 owner = factories.user_create()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_sigterm_completes_in_flight_requests(start_gunicorn) -> None:
     server = start_gunicorn(
-        "tests.slow_wsgi:application", GUNICORN_GRACEFUL_TIMEOUT="10"
+        "tests.support.slow_wsgi:application", GUNICORN_GRACEFUL_TIMEOUT="10"
     )
     results: list[tuple[float, object]] = []
     stop = threading.Event()

@@ -18,8 +18,8 @@ from tests.support.net import free_port
 from tests.support.observability import WORKER_METRICS_TOKEN, worker_metrics
 from tests.support.processes import WORKER_COMMAND, healthcheck, run_python
 from tests.support.redis import start_redis, stop_redis
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
-from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 

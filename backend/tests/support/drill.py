@@ -27,14 +27,6 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from tests.servers import (
-    Server,
-    pgbouncer_binary,
-    postgres_bindir,
-    start_pgbouncer,
-    start_postgres,
-    stop,
-)
 from tests.support.env import PRODUCTION_ENV, clean_environ, with_venv_path
 from tests.support.net import free_port
 from tests.support.processes import (
@@ -45,6 +37,14 @@ from tests.support.processes import (
     start_gunicorn,
 )
 from tests.support.redis import SentinelSet
+from tests.support.servers import (
+    Server,
+    pgbouncer_binary,
+    postgres_bindir,
+    start_pgbouncer,
+    start_postgres,
+    stop,
+)
 
 DATABASE = "drill"
 
@@ -136,10 +136,10 @@ class Stack:
     beat: ServerProcess | None = None
     # Each worker's HEARTBEAT_DIR, by pid: its canaries' record of consuming.
     heartbeat_dirs: dict[int, Path] = field(default_factory=dict)
-    # PgBouncer is started with PR_SET_PDEATHSIG (tests/servers.py), which fires when
-    # the *thread* that started it ends: a restart from a short-lived thread (the
-    # chaos soak's faults) would see it SIGTERMed at once. This thread lives as long
-    # as the stack.
+    # PgBouncer is started with PR_SET_PDEATHSIG (tests/support/servers.py), which
+    # fires when the *thread* that started it ends: a restart from a short-lived
+    # thread (the chaos soak's faults) would see it SIGTERMed at once. This thread
+    # lives as long as the stack.
     spawner: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="spawner")
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psycopg2
 
-from tests.servers import _server_user, _spawn, _wait_ready, postgres_bindir
 from tests.support.net import free_port
+from tests.support.servers import _server_user, _spawn, _wait_ready, postgres_bindir
 from tests.support.tls import TlsFiles
 
 

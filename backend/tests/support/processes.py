@@ -29,7 +29,7 @@ WORKER_COMMAND = (
     "config",
     "worker",
     "--include",
-    "tests.worker_tasks",
+    "tests.support.worker_tasks",
     "--without-gossip",
     "--without-mingle",
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import redis_ready, redis_server_argv
+from tests.support.servers import redis_ready, redis_server_argv
 from tests.support.wait import wait_until
 
 

@@ -1,4 +1,4 @@
-"""The project's Celery app with a fast test schedule (`celery -A tests.beat_app beat`).
+"""The project's Celery app with a fast test schedule (`celery -A` this module `beat`).
 
 Same scheduler (RedBeat with the heartbeat), a 2-second entry, and a key prefix and
 queue of the test's own, given in TEST_BEAT_MARKER.

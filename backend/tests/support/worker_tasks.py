@@ -1,4 +1,4 @@
-"""Tasks only the process tests load (`celery worker --include tests.worker_tasks`).
+"""Tasks only the process tests load (`celery worker --include` this module).
 
 Effects are recorded in Redis so the test process can see them; each effect is
 idempotent (SET NX), and every start is counted, so a test can tell "ran twice"
@@ -16,7 +16,7 @@ import redis
 from celery import shared_task
 from django.conf import settings
 
-logger = logging.getLogger("tests.worker_tasks")
+logger = logging.getLogger("tests.support.worker_tasks")
 
 
 def _redis() -> redis.Redis:

@@ -1,6 +1,6 @@
 """Run pytest against private, throwaway PostgreSQL and Redis servers.
 
-`make test` runs `python -m tests.servers <pytest arguments>`. For each of
+`make test` runs `python -m tests.support.servers <pytest arguments>`. For each of
 DATABASE_URL and REDIS_URL the caller did not set, a server is started for this run
 alone: a PostgreSQL cluster made with initdb in a temporary directory, and a
 redis-server, each on a free port of 127.0.0.1. They are stopped and their directory
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from tests.support.net import free_port
 
-BACKEND_DIR = Path(__file__).resolve().parent.parent
+BACKEND_DIR = Path(__file__).resolve().parents[2]
 DIR_PREFIX = "backend-test-servers-"
 PID_FILE = "launcher.pid"
 START_TIMEOUT = 60.0
