@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.net import free_port
-from tests.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def test_beat_that_could_not_take_its_lock_at_start_takes_it_later(
         "beat",
         "celery",
         "-A",
-        "tests.beat_app",
+        "tests.support.beat_app",
         "beat",
         "--pidfile=",
         REDIS_URL=f"redis://127.0.0.1:{port}/{db}",
