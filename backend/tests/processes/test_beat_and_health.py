@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.support.env import clean_environ
 from tests.support.net import free_port
 from tests.support.processes import WORKER_COMMAND
 from tests.support.processes import healthcheck as run_healthcheck
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.redis import RedisBehindProxy
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -131,26 +130,21 @@ def test_beat_rides_out_a_redis_that_is_briefly_gone(
     answers again with its data. Beat neither exits nor needs a restart (before, a
     tick's ConnectionError ended the process, and with it the canaries that keep
     the workers alive)."""
-    redis_port = urlsplit(os.environ["REDIS_URL"]).port
-    port = free_port()
-    proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
-    db = os.environ["REDIS_URL"].rsplit("/", 1)[1]
+    redis = RedisBehindProxy()
     beat = start_entrypoint(
-        "beat",
-        REDIS_URL=f"redis://127.0.0.1:{port}/{db}",
-        CELERY_BEAT_MAX_LOOP_INTERVAL="1",
+        "beat", REDIS_URL=redis.url, CELERY_BEAT_MAX_LOOP_INTERVAL="1"
     )
     try:
         beat.wait_for_line(lambda line: "Sending due task" in line, timeout=60)
-        proxy.stop()
+        redis.cut()
         beat.wait_for_line(lambda line: "beat tick skipped, Redis unavailable" in line)
         time.sleep(2)
         assert beat.process.poll() is None, beat.output()
         skipped = beat.output().count("beat tick skipped")
-        proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
+        redis.restore()
         time.sleep(3)
         # Ticking again: no more skips, and still the one beat process.
         assert beat.output().count("beat tick skipped") <= skipped + 1
         assert beat.process.poll() is None, beat.output()
     finally:
-        proxy.stop()
+        redis.cut()

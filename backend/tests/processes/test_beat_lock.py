@@ -10,15 +10,12 @@ per failover, and on Kubernetes a back-off that keeps beat away after Redis is b
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.net import free_port
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.redis import RedisBehindProxy
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +30,7 @@ def test_beat_that_could_not_take_its_lock_at_start_takes_it_later(
     marker = uuid.uuid4().hex[:10]
     lock_key = f"test:{marker}:redbeat::lock"
     redis_client.set(lock_key, "killed-beat", ex=60)
-    redis_port = urlsplit(os.environ["REDIS_URL"]).port
-    port = free_port()
-    proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
-    db = os.environ["REDIS_URL"].rsplit("/", 1)[1]
+    redis = RedisBehindProxy()
     beat = start_entrypoint(
         "beat",
         "celery",
@@ -44,24 +38,24 @@ def test_beat_that_could_not_take_its_lock_at_start_takes_it_later(
         "tests.support.beat_app",
         "beat",
         "--pidfile=",
-        REDIS_URL=f"redis://127.0.0.1:{port}/{db}",
+        REDIS_URL=redis.url,
         CELERY_BEAT_MAX_LOOP_INTERVAL="1",
         TEST_BEAT_MARKER=marker,
     )
     try:
         beat.wait_for_line(lambda line: "beat: Starting..." in line, timeout=60)
         time.sleep(2)  # waiting on the predecessor's lock, polling every second
-        proxy.stop()  # the master is gone: the wait for the lock fails
+        redis.cut()  # the master is gone: the wait for the lock fails
         beat.wait_for_line(
             lambda line: "beat tick skipped, Redis unavailable" in line, timeout=30
         )
         assert beat.process.poll() is None, beat.output()
 
-        proxy = TcpProxy(target_port=redis_port, listen_port=port).start()
+        redis.restore()
         redis_client.expire(lock_key, PREDECESSOR_LOCK_SECONDS)
         beat.wait_for_line(lambda line: "Sending due task" in line, timeout=60)
         assert beat.process.poll() is None, beat.output()
         assert "AttributeError" not in beat.output()
         assert redis_client.get(lock_key) not in {None, b"killed-beat"}
     finally:
-        proxy.stop()
+        redis.cut()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
+from tests.support.net import free_port
 from tests.support.servers import redis_ready, redis_server_argv
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.wait import wait_until
 
 
@@ -39,6 +43,26 @@ def stop_redis(process: subprocess.Popen) -> None:
     """Stop a redis-server started by start_redis, and reap it."""
     process.terminate()
     process.wait(timeout=10)
+
+
+class RedisBehindProxy:
+    """The run's Redis (REDIS_URL) reached through a TCP proxy a test can cut and
+    restore: an outage as clients see it during a failover, the data kept."""
+
+    def __init__(self) -> None:
+        parts = urlsplit(os.environ["REDIS_URL"])
+        self._target = parts.port
+        self._port = free_port()
+        self.url = f"redis://127.0.0.1:{self._port}{parts.path}"
+        self._proxy = TcpProxy(target_port=self._target, listen_port=self._port)
+        self._proxy.start()
+
+    def cut(self) -> None:
+        self._proxy.stop()
+
+    def restore(self) -> None:
+        self._proxy = TcpProxy(target_port=self._target, listen_port=self._port)
+        self._proxy.start()
 
 
 def redis_client(url: str) -> redis.Redis:
