@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.support import factories, processes
@@ -157,3 +158,21 @@ def make_product(staff) -> Callable[..., object]:
         return factories.product_create(actor=staff, on_hand=on_hand, sku=sku)
 
     return make
+
+
+@pytest.fixture
+def admin_client(django_user_model, settings) -> Client:
+    # pytest-django's admin_client, but admin pages link static files and the
+    # tests run without collectstatic's manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        },
+    }
+    admin = django_user_model.objects.create_superuser(
+        username="root-admin", password="unused-" + "x" * 20
+    )
+    client = Client()
+    client.force_login(admin)
+    return client

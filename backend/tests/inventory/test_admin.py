@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from apps.inventory import gate, services
 from apps.inventory.models import Product, Stock, StockMovement
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def admin_client(django_user_model, settings) -> Client:
-    # Admin pages link static files; the tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        },
-    }
-    admin = django_user_model.objects.create_superuser(
-        username="root-admin", password="unused-" + "x" * 20
-    )
-    client = Client()
-    client.force_login(admin)
-    return client
 
 
 def test_admin_add_creates_the_stock_row_and_warms_the_gate(admin_client) -> None:

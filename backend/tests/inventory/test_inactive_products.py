@@ -13,23 +13,6 @@ from apps.inventory.models import Product
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def admin_client(django_user_model, settings) -> Client:
-    # Admin pages link static files; the tests run without collectstatic's manifest.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        },
-    }
-    admin = django_user_model.objects.create_superuser(
-        username="root-admin", password="unused-" + "x" * 20
-    )
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
 def _change_product(admin_client: Client, product: Product, *, active: bool) -> None:
     form = {
         "name": product.name,
