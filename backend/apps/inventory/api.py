@@ -11,11 +11,10 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.exceptions import DomainError
+from apps.core.drf.exceptions import DomainError, ErrorOutput
 from apps.inventory import selectors, services
 from apps.inventory.models import SKU_PATTERN
 from apps.inventory.serializers import (
-    ErrorOutput,
     ProductCreateInput,
     ProductOutput,
     ReservationCreateInput,

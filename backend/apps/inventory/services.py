@@ -22,7 +22,8 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Min, Q, 
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.core.exceptions import (
+from apps.inventory import gate, metrics
+from apps.inventory.errors import (
     ConfirmNotAllowed,
     IdempotencyKeyReused,
     InsufficientStock,
@@ -33,7 +34,6 @@ from apps.core.exceptions import (
     ReservationNotFound,
     ReservationRateExceeded,
 )
-from apps.inventory import gate, metrics
 from apps.inventory.models import (
     RESERVATION_DEFAULT_TTL_SECONDS,
     RESERVATION_MAX_TTL_SECONDS,

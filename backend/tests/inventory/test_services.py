@@ -9,7 +9,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.core.exceptions import (
+from apps.inventory import gate, services
+from apps.inventory.errors import (
     IdempotencyKeyReused,
     InsufficientStock,
     ProductNotFound,
@@ -17,7 +18,6 @@ from apps.core.exceptions import (
     ReservationNotActive,
     ReservationNotFound,
 )
-from apps.inventory import gate, services
 from apps.inventory.models import Product, Reservation, Stock, StockMovement
 
 pytestmark = pytest.mark.django_db(transaction=True)

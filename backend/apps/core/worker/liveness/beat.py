@@ -9,7 +9,7 @@ from redbeat.schedulers import RedBeatScheduler
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from apps.core.heartbeats import beat_ticked, heartbeat_touch
+from apps.core.worker.liveness.wiring import beat_ticked, heartbeat_touch
 
 logger = logging.getLogger(__name__)
 
