@@ -97,7 +97,7 @@ class ProductListCreate(GenericAPIView):
     def post(self, request: Request) -> Response:
         data = ProductCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        product = services.product_create(**data.validated_data, actor=request.user)
+        product = services.product_create(**data.validated_data)
         return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
 
 

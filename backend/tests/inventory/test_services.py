@@ -19,6 +19,7 @@ from apps.inventory.errors import (
     ReservationNotFound,
 )
 from apps.inventory.models import Product, Reservation, Stock, StockMovement
+from tests.support.gate import gate_counter_corrupt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,7 +78,7 @@ def test_cancel_gives_units_back_to_database_and_gate(make_product, user) -> Non
 
 def test_database_refuses_when_gate_counter_is_too_high(make_product, user) -> None:
     product = make_product(on_hand=2)
-    gate.gate_compare_and_set(sku=product.sku, expected=2, value=50)
+    gate_counter_corrupt(sku=product.sku, expected=2, value=50)
     services.reservation_create(owner=user, sku=product.sku, quantity=2)
     with pytest.raises(InsufficientStock) as refused:
         services.reservation_create(owner=user, sku=product.sku, quantity=1)
