@@ -124,7 +124,7 @@ def _postgres_database(url: str, *, pooled: bool) -> dict[str, Any]:
         # A transaction pooler hands each transaction to any server connection:
         # PgBouncer refuses the startup `options` parameter, and a server-side
         # cursor's later FETCH may reach a connection that never opened it. The
-        # statement_timeout comes from the role instead (apps/core/db_role.py).
+        # statement_timeout comes from the role instead (apps/core/db/pooling.py).
         database["DISABLE_SERVER_SIDE_CURSORS"] = True
     else:
         # A runaway query is cancelled by the server instead of pinning a worker.
