@@ -1,4 +1,4 @@
-"""Liveness and readiness probes.
+"""The answers to the probes: liveness (/health/, always ok) and readiness (checks).
 
 Readiness runs each check in a small thread pool with a deadline, so the probe answers
 within READY_DEADLINE_SECONDS even when PostgreSQL or Redis accept connections and then
