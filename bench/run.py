@@ -118,10 +118,10 @@ def setup() -> str:
         "from rest_framework.authtoken.models import Token;"
         "from apps.inventory import services;"
         "u = get_user_model().objects.create_user('bench', password='x', is_staff=True);"
-        f"services.product_create(sku='{SKU}', name='Bench', actor=u);"
+        f"services.product_create(sku='{SKU}', name='Bench');"
         f"services.stock_restock(sku='{SKU}', quantity=100, actor=u);"
-        f"services.product_create(sku='{HOT_SKU}', name='Hot', actor=u);"
-        f"services.product_create(sku='{WRITE_SKU}', name='Write', actor=u);"
+        f"services.product_create(sku='{HOT_SKU}', name='Hot');"
+        f"services.product_create(sku='{WRITE_SKU}', name='Write');"
         "print(Token.objects.create(user=u).key)"
     )
     return django_shell(script)

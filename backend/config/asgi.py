@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.urls import get_resolver
 
-from apps.core.asgi_body_limit import body_limit
+from apps.core.http.asgi_body_limit import body_limit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 

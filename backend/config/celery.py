@@ -1,9 +1,9 @@
 """The Celery app: reliability settings (config/settings.py) and the beat schedule.
 
 Started by the entrypoint as `celery -A config worker` / `celery -A config beat`.
-What runs around tasks lives in apps/core, connected here by importing it: log
-lines and request ids (task_context), worker metrics (task_metrics), failure
-records (task_failures), heartbeats and canaries (heartbeats).
+What runs around tasks lives in apps/core/worker, connected here by importing it:
+log lines and request ids (task_context), worker metrics (task_metrics), failure
+records (task_failures), heartbeats and canaries (liveness/wiring).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import os
 from celery import Celery
 from kombu import Queue
 
-from apps.core import task_context, task_failures, task_metrics  # noqa: F401
-from apps.core.heartbeats import WorkerLiveness, queue_canaries
+from apps.core.worker import task_context, task_failures, task_metrics  # noqa: F401
+from apps.core.worker.liveness.wiring import WorkerLiveness, queue_canaries
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 # Every task counts its deliveries: a task that kills its worker each time ends as a
-# failed task instead of being redelivered forever (apps/core/deliveries.py).
-app = Celery("backend", task_cls="apps.core.deliveries:DeliveryLimitedTask")
+# failed task instead of being redelivered forever (apps/core/worker/deliveries.py).
+app = Celery("backend", task_cls="apps.core.worker.deliveries:DeliveryLimitedTask")
 # The app apps code reaches as `celery.app.default_app` (it never imports this
 # module), in every thread; an app created later, such as a test's own sender,
 # becomes only its thread's current app.

@@ -13,7 +13,8 @@ from apps.core.probes import (
     READINESS_PATH,
     exact_path_patterns,
 )
-from apps.core.redis_sentinel import (
+from apps.core.redis.cache import CACHE_LOGGER
+from apps.core.redis.sentinel import (
     SentinelTarget,
     celery_broker,
     django_redis_options,
@@ -55,22 +56,22 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # First, so that every response (probes, redirects included) carries its id.
-    "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.http.request_ids.RequestIdMiddleware",
     # Probes are answered before anything validates Host or redirects to HTTPS:
     # load balancers probe with the task's private IP over plain HTTP.
-    "apps.core.middleware.HealthCheckMiddleware",
+    "apps.core.http.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "apps.core.middleware.ResponseHeadersMiddleware",
-    "apps.core.middleware.BodySizeLimitMiddleware",
+    "apps.core.http.middleware.ResponseHeadersMiddleware",
+    "apps.core.http.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "apps.core.middleware.LazyMessageMiddleware",
+    "apps.core.http.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "apps.core.middleware.PrometheusAfterMiddleware",
+    "apps.core.http.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -123,7 +124,7 @@ def _postgres_database(url: str, *, pooled: bool) -> dict[str, Any]:
         # A transaction pooler hands each transaction to any server connection:
         # PgBouncer refuses the startup `options` parameter, and a server-side
         # cursor's later FETCH may reach a connection that never opened it. The
-        # statement_timeout comes from the role instead (apps/core/db_role.py).
+        # statement_timeout comes from the role instead (apps/core/db/pooling.py).
         database["DISABLE_SERVER_SIDE_CURSORS"] = True
     else:
         # A runaway query is cancelled by the server instead of pinning a worker.
@@ -168,7 +169,7 @@ REDIS_CACHE_URL: str | None = ENV["REDIS_CACHE_URL"] or REDIS_URL
 REDIS_SOCKET_TIMEOUT: float = ENV["REDIS_SOCKET_TIMEOUT"]
 CACHE_ERROR_LOG_INTERVAL: int = ENV["CACHE_ERROR_LOG_INTERVAL"]
 # With REDIS_SENTINELS, every Redis client finds the master through the sentinels
-# (apps/core/redis_sentinel.py) and follows a failover without a restart.
+# (apps/core/redis/sentinel.py) and follows a failover without a restart.
 REDIS_SENTINEL: SentinelTarget | None = (
     sentinel_target(
         url=REDIS_URL,
@@ -218,7 +219,7 @@ if REDIS_URL:
 # logger below reports it once per interval, not once per request.
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
-DJANGO_REDIS_LOGGER = "apps.core.cache"
+DJANGO_REDIS_LOGGER = CACHE_LOGGER
 
 # --- Celery (read by config/celery.py with namespace CELERY) ---------------------
 
@@ -249,7 +250,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = ENV["CELERY_TASK_SOFT_TIME_LIMIT"]
 # Replace pool processes now and then, so leaks in libraries stay bounded.
 CELERY_WORKER_MAX_TASKS_PER_CHILD = ENV["CELERY_WORKER_MAX_TASKS_PER_CHILD"]
 CELERY_WORKER_CONCURRENCY = ENV["CELERY_WORKER_CONCURRENCY"]
-# Redelivery of a task whose worker died is bounded (apps.core.deliveries); no
+# Redelivery of a task whose worker died is bounded (apps.core.worker.deliveries); no
 # CELERY_ prefix: it is ours, not a Celery setting.
 TASK_MAX_DELIVERIES: int = ENV["CELERY_TASK_MAX_DELIVERIES"]
 # A worker that lost the broker cannot ack; stop its tasks, they are redelivered.
@@ -292,7 +293,7 @@ CELERY_TASK_DEFAULT_QUEUE = CELERY_WORKER_QUEUES[0]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 # One beat schedules at a time: RedBeat holds a lock in Redis.
-CELERY_BEAT_SCHEDULER = "apps.core.beat:HeartbeatRedBeatScheduler"
+CELERY_BEAT_SCHEDULER = "apps.core.worker.liveness.beat:HeartbeatRedBeatScheduler"
 CELERY_REDBEAT_REDIS_URL = ENV["CELERY_BROKER_URL"] or REDIS_URL
 if REDIS_SENTINEL and not ENV["CELERY_BROKER_URL"]:
     CELERY_REDBEAT_REDIS_URL, CELERY_REDBEAT_REDIS_OPTIONS = redbeat_redis(
@@ -349,7 +350,7 @@ CORS_EXPOSE_HEADERS = ("x-request-id",)
 TRUSTED_PROXY_COUNT: int = ENV["TRUSTED_PROXY_COUNT"]
 AUTH_FAILURE_LIMIT: int = ENV["AUTH_FAILURE_LIMIT"]
 # Password logins (the admin) are braked per account and per client IP.
-AUTHENTICATION_BACKENDS = ["apps.core.auth_backends.BrakedModelBackend"]
+AUTHENTICATION_BACKENDS = ["apps.core.http.auth_backends.BrakedModelBackend"]
 LOGIN_FAILURE_LIMIT: int = ENV["LOGIN_FAILURE_LIMIT"]
 LOGIN_FAILURE_LIMIT_PER_IP: int = ENV["LOGIN_FAILURE_LIMIT_PER_IP"]
 LOGIN_LOCKOUT_SECONDS: int = ENV["LOGIN_LOCKOUT_SECONDS"]
@@ -393,16 +394,16 @@ REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes unauthenticated calls a 401
     # (with the session class first, DRF answers 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "apps.core.api.ThrottledTokenAuthentication",
+        "apps.core.drf.authentication.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["apps.core.api.SafeJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.drf.parsers.SafeJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "apps.core.api.AnonRateThrottle",
-        "apps.core.api.UserRateThrottle",
+        "apps.core.drf.throttling.AnonRateThrottle",
+        "apps.core.drf.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": ENV["API_THROTTLE_ANON"],
@@ -411,9 +412,9 @@ REST_FRAMEWORK = {
     # Same trusted-proxy count as the client-IP logic; without it DRF trusts any
     # X-Forwarded-For and a client picks its own throttle bucket.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
-    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.StrictLimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "apps.core.drf.pagination.StrictLimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "apps.core.drf.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }

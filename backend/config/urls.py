@@ -11,13 +11,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
-from apps.core import health
+from apps.core.http import readiness
+from apps.core.http.admin_login import admin_login
+from apps.core.http.metrics import metrics
 from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
-from apps.core.views import admin_login, metrics
 
 urlpatterns = [
-    path(route(LIVENESS_PATH), health.liveness, name="health"),
-    path(route(READINESS_PATH), health.readiness, name="health-ready"),
+    path(route(LIVENESS_PATH), readiness.liveness, name="health"),
+    path(route(READINESS_PATH), readiness.readiness, name="health-ready"),
     path(route(METRICS_PATH), metrics, name="metrics"),
     path("api/v1/", include("apps.inventory.urls")),
     # The schema is public: it documents the API, it grants nothing.
@@ -31,7 +32,7 @@ urlpatterns = [
     path(settings.ADMIN_URL, admin.site.urls),
 ]
 
-handler400 = "apps.core.exceptions.handler400"
-handler403 = "apps.core.exceptions.handler403"
-handler404 = "apps.core.exceptions.handler404"
-handler500 = "apps.core.exceptions.handler500"
+handler400 = "apps.core.http.errors.handler400"
+handler403 = "apps.core.http.errors.handler403"
+handler404 = "apps.core.http.errors.handler404"
+handler500 = "apps.core.http.errors.handler500"

@@ -16,7 +16,7 @@ class CoreConfig(AppConfig):
         # Registers the deploy checks with Django's check framework.
         from apps.core import checks  # noqa: F401
         from apps.core.db.pooling import apply_role_settings
-        from apps.core.tokens import connect_signals
+        from apps.core.drf.token_cache import connect_signals
 
         # Deleting a token (or changing its user) drops it from every process's cache.
         connect_signals()

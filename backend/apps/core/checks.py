@@ -141,7 +141,7 @@ def check_connection_budget(
     # Database checks run only when asked for (`--database default`): they connect.
     if not databases or "default" not in databases:
         return []
-    from apps.core.db_budget import connection_budget_compute
+    from apps.core.db.budget import connection_budget_compute
 
     warnings = []
     for role in ("web", "worker"):
@@ -194,7 +194,7 @@ def check_pooled_statement_timeout(
 @register("redis", deploy=True)
 def check_redis_eviction(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """The broker's Redis (queue, RedBeat's lock, gate counters) must not evict."""
-    from apps.core.redis_roles import eviction_policies_read
+    from apps.core.redis.roles import eviction_policies_read
 
     messages: list[CheckMessage] = []
     for policy in eviction_policies_read(

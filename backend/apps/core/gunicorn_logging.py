@@ -7,7 +7,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from apps.core.client_ip import client_ip_from
+from apps.core.http.client_ip import client_ip_from
 from apps.core.probes import PROBE_PATHS
 
 

@@ -4,10 +4,10 @@ No curl, no netcat, no Django import (it runs every few seconds): web probes
 /health/ over HTTP, worker and beat check their heartbeat file's age, migrate is
 always healthy. Exit 0 healthy, 1 not, with one line saying why.
 
-What refreshes a heartbeat is the process's business (apps/core/heartbeats.py): a
-worker's only while it consumes (a canary task it sent itself ran), while every pool
-slot runs a task inside its time limit, or while it retries a lost broker; beat's on
-each tick.
+What refreshes a heartbeat is the process's business
+(apps/core/worker/liveness/wiring.py): a worker's only while it consumes (a canary
+task it sent itself ran), while every pool slot runs a task inside its time limit,
+or while it retries a lost broker; beat's on each tick.
 The file holds "<unix time> <why>"; the probe reports the why.
 """
 

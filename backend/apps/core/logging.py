@@ -186,7 +186,7 @@ def logging_config(
                 "filters": ["foreign_host"],
                 "propagate": True,
             },
-            "apps.core.cache": {
+            "apps.core.redis.cache": {
                 "level": "WARNING",
                 "handlers": [],
                 "filters": ["once_per_interval"],

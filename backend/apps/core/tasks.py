@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from apps.core.liveness import CANARY_TASK, canary_consumed
+from apps.core.worker.liveness.watchdog import CANARY_TASK, canary_consumed
 
 
 @shared_task(
@@ -15,7 +15,8 @@ from apps.core.liveness import CANARY_TASK, canary_consumed
     max_retries=0,
 )
 def canary(*, queue: str = "") -> None:
-    """Prove that this worker consumed from the broker (see apps/core/liveness.py)."""
+    """Prove that this worker consumed from the broker (see
+    apps/core/worker/liveness/watchdog.py)."""
     from django.conf import settings
 
     canary_consumed(directory=settings.HEARTBEAT_DIR, queue=queue)

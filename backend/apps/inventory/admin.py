@@ -33,13 +33,11 @@ class ProductAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             # Through the service: deactivating drops the product's gate counter.
-            services.product_update(product=obj, actor=request.user)
+            services.product_update(product=obj)
             return
         # Through the service: the stock row, the gate counter and the same rules
         # as the API. The admin then logs and redirects with this object.
-        created = services.product_create(
-            sku=obj.sku, name=obj.name, actor=request.user
-        )
+        created = services.product_create(sku=obj.sku, name=obj.name)
         obj.pk = created.pk
         obj.active = created.active
         obj.created_at = created.created_at

@@ -11,11 +11,10 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.exceptions import DomainError
+from apps.core.drf.exceptions import DomainError, ErrorOutput
 from apps.inventory import selectors, services
 from apps.inventory.models import SKU_PATTERN
 from apps.inventory.serializers import (
-    ErrorOutput,
     ProductCreateInput,
     ProductOutput,
     ReservationCreateInput,
@@ -98,7 +97,7 @@ class ProductListCreate(GenericAPIView):
     def post(self, request: Request) -> Response:
         data = ProductCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        product = services.product_create(**data.validated_data, actor=request.user)
+        product = services.product_create(**data.validated_data)
         return Response(ProductOutput(product).data, status=status.HTTP_201_CREATED)
 
 

@@ -60,15 +60,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return nil
 """
-# Set the counter only if it still holds what the reconciler read (no lost updates).
-_COMPARE_AND_SET = """
-local current = redis.call('GET', KEYS[1])
-if (current or '') == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 class GateUnavailable(Exception):
@@ -221,12 +212,6 @@ def gate_read(*, sku: str) -> int | None:
     """Return the counter, or None when it is missing."""
     value = _redis(lambda redis: redis.get(gate_key(sku)))
     return None if value is None else int(value)
-
-
-def gate_compare_and_set(*, sku: str, expected: int | None, value: int) -> bool:
-    """Set the counter to `value` if it still holds `expected` (None: missing)."""
-    raw = "" if expected is None else str(expected)
-    return bool(_script(_COMPARE_AND_SET, gate_key(sku), raw, value))
 
 
 @dataclass(frozen=True)

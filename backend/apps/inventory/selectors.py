@@ -11,7 +11,7 @@ from django.db import router
 from django.db.models import QuerySet
 
 from apps.core.db.compiled import CompiledQuery
-from apps.core.exceptions import ProductNotFound, ReservationNotFound
+from apps.inventory.errors import ProductNotFound, ReservationNotFound
 from apps.inventory.models import SKU_PATTERN, Product, Reservation, Stock
 
 SKU_RE = re.compile(SKU_PATTERN)

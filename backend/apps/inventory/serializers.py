@@ -111,16 +111,3 @@ class ReservationOutput(serializers.Serializer):
     quantity = serializers.IntegerField()
     status = serializers.CharField()
     expires_at = serializers.DateTimeField()
-
-
-class ErrorDetail(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class ErrorOutput(serializers.Serializer):
-    """The project's error body (every 4xx and 5xx)."""
-
-    error = ErrorDetail()
-    request_id = serializers.CharField(allow_null=True)

@@ -32,7 +32,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from apps.core.db.compiled import CompiledQuery
-from apps.core.exceptions import (
+from apps.inventory import gate, metrics
+from apps.inventory.errors import (
     ConfirmNotAllowed,
     IdempotencyKeyReused,
     InsufficientStock,
@@ -43,7 +44,6 @@ from apps.core.exceptions import (
     ReservationNotFound,
     ReservationRateExceeded,
 )
-from apps.inventory import gate, metrics
 from apps.inventory.models import (
     RESERVATION_DEFAULT_TTL_SECONDS,
     RESERVATION_MAX_TTL_SECONDS,
@@ -71,8 +71,12 @@ class ReservationResult:
     created: bool  # False: an idempotent replay of an earlier request
 
 
-def product_create(*, sku: str, name: str, actor: AbstractBaseUser | None) -> Product:
-    """Create a product with empty stock."""
+def product_create(*, sku: str, name: str) -> Product:
+    """Create a product with empty stock.
+
+    No actor: the ledger (StockMovement) records changes of stock, and a new
+    product has none; its first restock records who added the units.
+    """
     try:
         with transaction.atomic():
             product = Product.objects.create(sku=sku, name=name)
@@ -83,7 +87,7 @@ def product_create(*, sku: str, name: str, actor: AbstractBaseUser | None) -> Pr
     return product_get(sku=sku, include_inactive=True)
 
 
-def product_update(*, product: Product, actor: AbstractBaseUser | None) -> Product:
+def product_update(*, product: Product) -> Product:
     """Save an edited product (name, active); an inactive one loses its gate counter
     after the commit, so that it answers like an unknown SKU everywhere."""
     with transaction.atomic():

@@ -122,7 +122,7 @@ def test_the_cache_goes_to_redis_cache_url_and_the_rest_to_redis_url(
         "import django, json; django.setup()\n"
         "from django.conf import settings\n"
         "from django.core.cache import cache\n"
-        "from apps.core import rate_windows\n"
+        "from apps.core.drf import rate_windows\n"
         "from apps.inventory import gate\n"
         "cache.set('role-probe', 1)\n"
         "rate_windows._window_add(key='role-window', amount=1, seconds=60)\n"

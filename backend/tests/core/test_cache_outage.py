@@ -8,6 +8,7 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
+from apps.core.redis.cache import CACHE_LOGGER
 from tests.support.net import free_port
 
 
@@ -21,14 +22,14 @@ def test_cache_calls_miss_and_log_once_when_redis_is_down(
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
         }
     }
-    for log_filter in logging.getLogger("apps.core.cache").filters:
+    for log_filter in logging.getLogger(CACHE_LOGGER).filters:
         log_filter.reset()  # earlier tests may have logged an outage already
     with override_settings(CACHES=dead):
         cache = caches.create_connection("default")
         results = [cache.get("some-key") for _ in range(5)]
         cache.set("some-key", "value")
     assert results == [None] * 5
-    logged = [r for r in caplog.records if r.name == "apps.core.cache"]
+    logged = [r for r in caplog.records if r.name == CACHE_LOGGER]
     assert len(logged) == 1, logged
     assert "Connection refused" in str(logged[0].exc_info[1])
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from apps.core import healthcheck
-from apps.core.heartbeats import heartbeat_touch
+from apps.core.worker.liveness.wiring import heartbeat_touch
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import RequestFactory
 
-from apps.core.client_ip import client_ip
+from apps.core.http.client_ip import client_ip
 
 
 @pytest.mark.parametrize(

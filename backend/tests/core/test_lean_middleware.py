@@ -11,7 +11,7 @@ from django.test import RequestFactory
 from django.utils.functional import empty
 from prometheus_client import REGISTRY
 
-from apps.core.middleware import LazyMessageMiddleware
+from apps.core.http.middleware import LazyMessageMiddleware
 from tests.support.factories import token_client
 
 

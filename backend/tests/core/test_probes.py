@@ -7,7 +7,8 @@ import re
 from django.conf import settings
 from django.urls import resolve
 
-from apps.core import health, probes
+from apps.core import probes
+from apps.core.http import readiness
 
 
 def test_redirect_exemptions_match_exactly_the_probe_and_metrics_paths() -> None:
@@ -26,6 +27,6 @@ def test_redirect_exemptions_match_exactly_the_probe_and_metrics_paths() -> None
 
 
 def test_the_routes_serve_the_probe_paths() -> None:
-    assert resolve(probes.LIVENESS_PATH).func is health.liveness
-    assert resolve(probes.READINESS_PATH).func is health.readiness
+    assert resolve(probes.LIVENESS_PATH).func is readiness.liveness
+    assert resolve(probes.READINESS_PATH).func is readiness.readiness
     assert resolve(probes.METRICS_PATH).url_name == "metrics"

@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from apps.core.rate_windows import MAX_UNSENT_SECONDS, WindowCounters, batch_size
+from apps.core.drf.rate_windows import MAX_UNSENT_SECONDS, WindowCounters, batch_size
 from tests.support.net import free_port
 
 NOW = 1_800_000_000.0

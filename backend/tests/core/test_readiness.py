@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.test import RequestFactory
 
-from apps.core import health
+from apps.core.http import readiness
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def stepped_clock(monkeypatch):
     """Replace the probe's clock with one the test moves."""
     now = [1000.0]
-    monkeypatch.setattr(health, "_clock", lambda: now[0])
-    monkeypatch.setattr(health, "_last_results", None)
+    monkeypatch.setattr(readiness, "_clock", lambda: now[0])
+    monkeypatch.setattr(readiness, "_last_results", None)
     return now
 
 
@@ -27,18 +27,18 @@ def stepped_clock(monkeypatch):
 def counted_checks(monkeypatch):
     """Count real database checks (the check itself still runs against PostgreSQL)."""
     calls = []
-    real = health._check_database
+    real = readiness._check_database
 
     def counted() -> None:
         calls.append(1)
         real()
 
-    monkeypatch.setattr(health, "_check_database", counted)
+    monkeypatch.setattr(readiness, "_check_database", counted)
     return calls
 
 
 def _probe() -> tuple[int, dict]:
-    response = health.readiness(RequestFactory().get("/health/ready/"))
+    response = readiness.readiness(RequestFactory().get("/health/ready/"))
     return response.status_code, json.loads(response.content)
 
 

@@ -174,7 +174,7 @@ def test_foreign_host_is_never_sent_to_sentry(production_env, start_gunicorn) ->
         )
         assert control.status_code == 503, control.text
         events = inbox.wait_for_event()
-        assert [event.get("logger") for event in events] == ["apps.core.exceptions"]
+        assert [event.get("logger") for event in events] == ["apps.core.drf.exceptions"]
         assert "Invalid HTTP_HOST header" not in "\n".join(inbox.bodies)
     refused = [
         line

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from apps.core import tokens
+from apps.core.drf import token_cache
 from tests.support.factories import token_client
 from tests.support.processes import run_python
 
@@ -20,11 +20,11 @@ from tests.support.processes import run_python
 @pytest.fixture(autouse=True)
 def _empty_token_cache():
     # Revocations from other processes need the listener subscribed.
-    tokens._ensure_listener()
-    assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
-    tokens.token_cache.clear()
+    token_cache._ensure_listener()
+    assert token_cache.listening.wait(timeout=10), "revocation listener not subscribed"
+    token_cache.token_cache.clear()
     yield
-    tokens.token_cache.clear()
+    token_cache.token_cache.clear()
 
 
 def products(client) -> int:
@@ -35,7 +35,7 @@ def test_token_is_verified_once_then_served_from_the_cache(user) -> None:
     client = token_client(user)
     assert products(client) == 200
     key = Token.objects.get(user=user).key
-    cached_user, cached_token = tokens.token_cache.get(key)
+    cached_user, cached_token = token_cache.token_cache.get(key)
     assert (cached_user.pk, cached_token.key) == (user.pk, key)
 
 
@@ -75,16 +75,16 @@ def test_token_revoked_outside_the_app_stops_within_the_cache_time(
 ) -> None:
     client = token_client(user)
     now = time.monotonic()
-    monkeypatch.setattr(tokens, "clock", lambda: now)
+    monkeypatch.setattr(token_cache, "clock", lambda: now)
     assert products(client) == 200
     with connection.cursor() as cursor:  # no signal: the cache cannot know
         cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
 
     ttl = settings.AUTH_TOKEN_CACHE_SECONDS
     assert ttl == 5.0  # the documented default
-    monkeypatch.setattr(tokens, "clock", lambda: now + ttl - 0.001)
+    monkeypatch.setattr(token_cache, "clock", lambda: now + ttl - 0.001)
     assert products(client) == 200
-    monkeypatch.setattr(tokens, "clock", lambda: now + ttl)
+    monkeypatch.setattr(token_cache, "clock", lambda: now + ttl)
     assert products(client) == 401
 
 
@@ -92,7 +92,7 @@ def test_token_revoked_outside_the_app_stops_within_the_cache_time(
 def test_cache_time_zero_checks_the_database_every_time(user) -> None:
     client = token_client(user)
     assert products(client) == 200
-    assert len(tokens.token_cache) == 0
+    assert len(token_cache.token_cache) == 0
     Token.objects.filter(user=user).update(key="0" * 40)
     assert products(client) == 401
 
@@ -119,7 +119,7 @@ def test_token_deleted_by_another_process_is_dropped_through_redis(
     assert result.returncode == 0, result.stderr
 
     deadline = time.monotonic() + 10
-    while tokens.token_cache.get(key) is not None:
+    while token_cache.token_cache.get(key) is not None:
         assert time.monotonic() < deadline, "revocation never arrived"
         time.sleep(0.02)
     assert products(client) == 401

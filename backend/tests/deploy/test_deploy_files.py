@@ -685,7 +685,7 @@ PLATFORMS = {
 def _platform_budgets(platform: str, tmp_path: Path) -> list:
     """Each role's connection budget at the platform's shipped maxima."""
     from apps.core.cpus import worker_count
-    from apps.core.db_budget import ConnectionBudget, connections_per_container
+    from apps.core.db.budget import ConnectionBudget, connections_per_container
     from config.env import load
     from tests.support.env import PRODUCTION_ENV
 

@@ -20,7 +20,7 @@ from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.exceptions import APIException
 
-from apps.core import exceptions as core_exceptions
+from apps.core.drf import exceptions as core_exceptions
 from apps.inventory import api, selectors, services
 
 # Modules whose functions a view reaches; their raises are followed.

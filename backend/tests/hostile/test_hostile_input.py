@@ -224,7 +224,7 @@ def test_spoofed_forwarded_for_is_not_logged_as_the_client(start_gunicorn) -> No
 def test_rate_limit_answers_429_per_user(client_for, make_user) -> None:
     from rest_framework.settings import api_settings
 
-    from apps.core.api import UserRateThrottle
+    from apps.core.drf.throttling import UserRateThrottle
 
     # The class reads its rates at import; give this test a tiny one.
     UserRateThrottle.THROTTLE_RATES = {

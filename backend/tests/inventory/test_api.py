@@ -221,9 +221,9 @@ def test_pinned_query_counts(client_for, user, staff, make_product) -> None:
     assert create == 8
     url = f"/api/v1/reservations/{response.json()['id']}/"
     # Sold out in the gate: refused by Redis, nothing reaches the database.
-    from apps.inventory import gate
+    from tests.support.gate import gate_counter_corrupt
 
-    gate.gate_compare_and_set(sku=product.sku, expected=49, value=0)
+    gate_counter_corrupt(sku=product.sku, expected=49, value=0)
     refused, sold_out = count_queries(
         lambda: client.post("/api/v1/reservations/", body, format="json")
     )

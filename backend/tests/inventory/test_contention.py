@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from apps.inventory import gate
 from apps.inventory.models import Reservation, Stock, StockMovement
+from tests.support.gate import gate_counter_corrupt
 from tests.support.net import free_port
 from tests.support.redis import start_redis
 from tests.support.wait import wait_until
@@ -74,7 +75,7 @@ def test_flash_sale_with_a_counter_too_high(
     start_gunicorn, make_product, make_user
 ) -> None:
     product = make_product(on_hand=STOCK)
-    assert gate.gate_compare_and_set(sku=product.sku, expected=STOCK, value=1000)
+    gate_counter_corrupt(sku=product.sku, expected=STOCK, value=1000)
     tokens = tokens_for(make_user, 10)
     server = start_gunicorn(GUNICORN_WORKERS="3")
     outcome = flash_sale(server.base_url, product.sku, tokens)

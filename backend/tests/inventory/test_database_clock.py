@@ -13,8 +13,8 @@ from django.db import connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from apps.core.exceptions import ReservationExpired
 from apps.inventory import services
+from apps.inventory.errors import ReservationExpired
 from apps.inventory.models import Reservation, Stock
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,8 +10,9 @@ import pytest
 from django.db import connections
 from django.db.models.functions import Now
 
-from apps.core.exceptions import DomainError, ReservationLimitExceeded
+from apps.core.drf.exceptions import DomainError
 from apps.inventory import gate, services
+from apps.inventory.errors import ReservationLimitExceeded
 from apps.inventory.models import Reservation, Stock
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.inventory import gate, services
 from apps.inventory.models import Reservation, Stock
 from apps.inventory.tasks import reconcile_inventory_redis_db
+from tests.support.gate import gate_counter_corrupt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,7 +124,7 @@ def test_traffic_during_a_repair_never_leaves_the_counter_too_low(
 ) -> None:
     product = make_product(on_hand=10)
     held = services.reservation_create(owner=user, sku=product.sku, quantity=2)
-    assert gate.gate_compare_and_set(sku=product.sku, expected=8, value=12)
+    gate_counter_corrupt(sku=product.sku, expected=8, value=12)
     actions = {
         "restock": lambda: services.stock_restock(
             sku=product.sku, quantity=100, actor=user

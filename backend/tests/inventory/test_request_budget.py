@@ -18,9 +18,9 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from apps.core import api, tokens
-from apps.core.api import UserRateThrottle
-from apps.core.rate_windows import WindowCounters, batch_size
+from apps.core.drf import throttling, token_cache
+from apps.core.drf.rate_windows import WindowCounters, batch_size
+from apps.core.drf.throttling import UserRateThrottle
 from apps.inventory import gate
 from tests.support.factories import token_client
 from tests.support.net import free_port
@@ -35,8 +35,8 @@ def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
     """Point the cache, the gate and the throttle at a redis-server of our own."""
     # This process's revocation listener stays on the shared test Redis: its own
     # commands must not be counted.
-    tokens._ensure_listener()
-    assert tokens.listening.wait(timeout=10), "revocation listener not subscribed"
+    token_cache._ensure_listener()
+    assert token_cache.listening.wait(timeout=10), "revocation listener not subscribed"
     port = free_port()
     process = start_redis(port, tmp_path)
     url = f"redis://127.0.0.1:{port}/0"
@@ -45,7 +45,7 @@ def private_redis(tmp_path, monkeypatch) -> Iterator[redis.Redis]:
     caches[settings.DURABLE_REDIS_ALIAS]["LOCATION"] = url
     monkeypatch.setattr(UserRateThrottle, "timer", lambda self: FIXED_NOW)
     # This process's unsent counts start empty, as in a freshly forked worker.
-    monkeypatch.setattr(api, "window_counters", WindowCounters())
+    monkeypatch.setattr(throttling, "window_counters", WindowCounters())
     try:
         with override_settings(REDIS_URL=url, CACHES=caches):
             yield redis.Redis(port=port, decode_responses=True)

@@ -9,7 +9,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from apps.core.exceptions import (
+from apps.inventory import gate, services
+from apps.inventory.errors import (
     IdempotencyKeyReused,
     InsufficientStock,
     ProductNotFound,
@@ -17,8 +18,8 @@ from apps.core.exceptions import (
     ReservationNotActive,
     ReservationNotFound,
 )
-from apps.inventory import gate, services
 from apps.inventory.models import Product, Reservation, Stock, StockMovement
+from tests.support.gate import gate_counter_corrupt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,7 +78,7 @@ def test_cancel_gives_units_back_to_database_and_gate(make_product, user) -> Non
 
 def test_database_refuses_when_gate_counter_is_too_high(make_product, user) -> None:
     product = make_product(on_hand=2)
-    gate.gate_compare_and_set(sku=product.sku, expected=2, value=50)
+    gate_counter_corrupt(sku=product.sku, expected=2, value=50)
     services.reservation_create(owner=user, sku=product.sku, quantity=2)
     with pytest.raises(InsufficientStock) as refused:
         services.reservation_create(owner=user, sku=product.sku, quantity=1)

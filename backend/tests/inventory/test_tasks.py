@@ -16,6 +16,7 @@ from apps.inventory.tasks import (
     gate_check_server,
     reconcile_inventory_redis_db,
 )
+from tests.support.gate import gate_counter_corrupt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,7 +28,7 @@ def test_reconcile_repairs_a_wrong_and_a_deleted_counter(
     deleted = make_product(on_hand=7)
     fine = make_product(on_hand=3)
     services.reservation_create(owner=user, sku=wrong.sku, quantity=4)
-    gate.gate_compare_and_set(sku=wrong.sku, expected=6, value=999)
+    gate_counter_corrupt(sku=wrong.sku, expected=6, value=999)
     gate._client().delete(gate.gate_key(deleted.sku))
     repairs_before = metrics.reconcile_repairs._value.get()
 
@@ -51,7 +52,7 @@ def test_reconcile_repairs_a_wrong_and_a_deleted_counter(
 
 def test_reconcile_does_not_overlap(make_product, caplog) -> None:
     product = make_product(on_hand=5)
-    gate.gate_compare_and_set(sku=product.sku, expected=5, value=1)
+    gate_counter_corrupt(sku=product.sku, expected=5, value=1)
     lock = gate._client().lock(RECONCILE_LOCK_KEY, timeout=30)
     assert lock.acquire(blocking=False)
     try:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from apps.core.liveness import child_pids
+from apps.core.worker.liveness.watchdog import child_pids
 from tests.support.drill import Books, Stack, books, direct, drill_stack, seed
 from tests.support.haproxy import Balancer
 from tests.support.processes import ServerProcess, kill_group, run_python

@@ -15,7 +15,7 @@ FLOW = """
 from django.contrib.auth import get_user_model
 from apps.inventory import services
 user = get_user_model().objects.create_user("dev", is_staff=True)
-services.product_create(sku="DEV-1", name="Dev", actor=user)
+services.product_create(sku="DEV-1", name="Dev")
 services.stock_restock(sku="DEV-1", quantity=3, actor=user)
 result = services.reservation_create(
     owner=user, sku="DEV-1", quantity=2, ttl_seconds=60

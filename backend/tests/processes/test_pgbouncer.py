@@ -38,9 +38,9 @@ except Exception as exc:
 # The readiness probe's database check, then what the next client's session sees.
 PROBE_THEN_SHOW = """
 from django.db import connection
-from apps.core import health
+from apps.core.http import readiness
 from apps.core.db.pooling import statement_timeout_read
-health._check_database()
+readiness._check_database()
 print("after the probe", statement_timeout_read(connection=connection))
 """
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 from celery import Celery
 
-from apps.core.redis_sentinel import celery_broker, sentinel_target
+from apps.core.redis.sentinel import celery_broker, sentinel_target
 from config.env import sentinels_parse
 from tests.support.processes import WORKER_COMMAND
 from tests.support.redis import SentinelSet

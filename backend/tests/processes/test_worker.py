@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.liveness import CANARY_TASK
+from apps.core.worker.liveness.watchdog import CANARY_TASK
 from tests.support.net import free_port
 from tests.support.observability import WORKER_METRICS_TOKEN, worker_metrics
 from tests.support.wait import wait_until
@@ -71,7 +71,8 @@ def test_idle_worker_stops_at_once(start_worker) -> None:
     worker = start_worker(
         CELERY_SOFT_SHUTDOWN_TIMEOUT="20", HEARTBEAT_STALE_SECONDS="600"
     )
-    # A worker sends itself a liveness canary as it starts (apps/core/heartbeats.py).
+    # A worker sends itself a liveness canary as it starts
+    # (apps/core/worker/liveness/wiring.py).
     # Celery's soft shutdown sleeps its whole timeout when any task is active at the
     # signal, so the stop is timed once that canary has run: idle means idle.
     worker.wait_for_line(

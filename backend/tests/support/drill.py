@@ -319,7 +319,7 @@ User = get_user_model()
 staff = User.objects.create_user("drill-staff", password="x", is_staff=True)
 products = json.loads(%r)
 for sku, stock in products.items():
-    services.product_create(sku=sku, name=sku.title(), actor=staff)
+    services.product_create(sku=sku, name=sku.title())
     services.stock_restock(sku=sku, quantity=stock, actor=staff)
 tokens = [
     Token.objects.create(user=User.objects.create_user(f"buyer-{i}", password="x")).key

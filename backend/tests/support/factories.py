@@ -34,7 +34,7 @@ def product_create(*, actor, on_hand: int = 100, sku: str | None = None):
     from apps.inventory.models import Product
 
     sku = sku or f"SKU-{uuid.uuid4().hex[:10]}"
-    services.product_create(sku=sku, name=f"Product {sku}", actor=actor)
+    services.product_create(sku=sku, name=f"Product {sku}")
     if on_hand:
         services.stock_restock(sku=sku, quantity=on_hand, actor=actor)
     return Product.objects.select_related("stock").get(sku=sku)

@@ -20,7 +20,7 @@ logger = logging.getLogger("tests.support.worker_tasks")
 
 
 def _redis() -> redis.Redis:
-    from apps.core.redis_sentinel import redis_client
+    from apps.core.redis.sentinel import redis_client
 
     return redis_client(settings.REDIS_URL, target=settings.REDIS_SENTINEL)
 

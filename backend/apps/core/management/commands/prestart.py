@@ -28,7 +28,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.db_budget import connection_budget_compute
+from apps.core.db.budget import connection_budget_compute
 from apps.core.management.commands import wait_for_dependencies
 from apps.core.runtime_files import role_file
 
@@ -127,7 +127,7 @@ class Command(BaseCommand):
         same): a managed Redis's policy is the platform's, and a worker that will
         not start loses more than one that may lose a key under memory pressure.
         """
-        from apps.core.redis_roles import eviction_policies_read
+        from apps.core.redis.roles import eviction_policies_read
 
         for policy in eviction_policies_read(
             broker_url=settings.ENV["CELERY_BROKER_URL"],

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from apps.core.queues import queue_stats_read
+from apps.core.worker.queues import queue_stats_read
 
 
 class Command(BaseCommand):

@@ -31,7 +31,7 @@ def _database_ok() -> None:
 
 
 def _redis_ok() -> None:
-    from apps.core.redis_sentinel import redis_client
+    from apps.core.redis.sentinel import redis_client
 
     client = redis_client(
         settings.REDIS_URL,

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.tokens import token_cache_flush
+from apps.core.drf.token_cache import token_cache_flush
 from apps.inventory import gate
 from apps.inventory.services import (
     inventory_gate_rebuild,

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes.
+"""The answers to the probes: liveness (/health/, always ok) and readiness (checks).
 
 Readiness runs each check in a small thread pool with a deadline, so the probe answers
 within READY_DEADLINE_SECONDS even when PostgreSQL or Redis accept connections and then
@@ -144,7 +144,7 @@ def readiness(request: HttpRequest) -> JsonResponse:
     """Report whether this instance should receive traffic."""
     if drain_active():
         # Stopping: the balancer must route elsewhere now, whatever the checks say.
-        from apps.core.metrics import readiness_checks
+        from apps.core.http.metrics import readiness_checks
 
         readiness_checks.labels(status="draining").inc()
         return JsonResponse({"status": "draining", "checks": {}}, status=503)
@@ -162,7 +162,7 @@ def readiness(request: HttpRequest) -> JsonResponse:
         status, http_status = "degraded", 200
     else:
         status, http_status = "ok", 200
-    from apps.core.metrics import readiness_checks
+    from apps.core.http.metrics import readiness_checks
 
     readiness_checks.labels(status=status).inc()
     public = {name: "ok" if r["ok"] else "failed" for name, r in results.items()}

@@ -1,10 +1,11 @@
-"""Worker and beat heartbeats, wired into Celery (the mechanics: apps/core/liveness.py).
+"""Worker and beat heartbeats, wired into Celery (the mechanics:
+apps/core/worker/liveness/watchdog.py).
 
 A worker's heartbeat is refreshed by its canaries, by its consumer while every pool
 slot runs a task inside its time limit, and by a thread while it reconnects to a
-lost broker; beat's by every scheduler tick (apps/core/beat.py) and, until the
-first one, by a standby thread. A watchdog exits either process once its heartbeat
-has been stale for HEALTH_WATCHDOG_SECONDS.
+lost broker; beat's by every scheduler tick (apps/core/worker/liveness/beat.py) and,
+until the first one, by a standby thread. A watchdog exits either process once its
+heartbeat has been stale for HEALTH_WATCHDOG_SECONDS.
 
 Connected by config/celery.py, which also adds `WorkerLiveness` to the consumer.
 """
@@ -18,7 +19,8 @@ from typing import Any
 from celery import bootsteps, signals
 from kombu import Exchange, Queue
 
-from apps.core.liveness import (
+from apps.core.runtime_files import heartbeat_file
+from apps.core.worker.liveness.watchdog import (
     CANARY_QUEUE_EXPIRES_WINDOWS,
     CANARY_TASK,
     CanarySender,
@@ -29,7 +31,6 @@ from apps.core.liveness import (
     heartbeat_write,
     watchdog_start,
 )
-from apps.core.runtime_files import heartbeat_file
 
 
 def heartbeat_touch(role: str, reason: str = "tick") -> None:
@@ -43,8 +44,9 @@ def queue_canaries(queues: list[str]) -> dict[str, dict[str, Any]]:
     """Beat entries sending a canary to each served queue: unserved ones grow old.
 
     Each worker proves its own consuming with canaries on its own queue
-    (apps/core/liveness.py); these ones keep every shared queue's oldest-message
-    age (apps/core/queues.py) meaningful when no application task is waiting.
+    (apps/core/worker/liveness/watchdog.py); these ones keep every shared queue's
+    oldest-message age (apps/core/worker/queues.py) meaningful when no application
+    task is waiting.
     """
     from django.conf import settings
 
@@ -177,8 +179,8 @@ def _worker_watchdog(**kwargs: Any) -> None:
     _start_watchdog("worker")
 
 
-# Set by the scheduler's first tick (apps.core.beat); until then a standby thread
-# keeps the heartbeat fresh.
+# Set by the scheduler's first tick (apps.core.worker.liveness.beat); until then a
+# standby thread keeps the heartbeat fresh.
 beat_ticked = threading.Event()
 
 
@@ -187,8 +189,8 @@ def _beat_standby_heartbeat(**kwargs: Any) -> None:
     """Keep a waiting (standby) beat healthy until it holds the lock and ticks.
 
     Connected before RedBeat's own beat_init handler (config/celery.py imports this
-    module; the scheduler, apps/core/beat.py, imports RedBeat only when beat
-    starts), which blocks until this beat holds the lock; a second beat waits there
+    module; the scheduler, apps/core/worker/liveness/beat.py, imports RedBeat only when
+    beat starts), which blocks until this beat holds the lock; a second beat waits there
     instead of scheduling twice.
     """
 

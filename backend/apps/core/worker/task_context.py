@@ -3,7 +3,7 @@
 A task enqueued during a request carries the request's id in its headers; the
 worker puts it, with the task id, into every log line the task writes. Every
 message also carries its publish time, read back by the queue-age metric
-(apps/core/queues.py). Connected by importing this module (config/celery.py).
+(apps/core/worker/queues.py). Connected by importing this module (config/celery.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import signals
 
-from apps.core.queues import PUBLISHED_AT_HEADER
+from apps.core.worker.queues import PUBLISHED_AT_HEADER
 
 # Per running task id: the context tokens its postrun handler resets.
 _tokens: dict[str, tuple[Token, Token]] = {}

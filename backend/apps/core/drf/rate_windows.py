@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from apps.core.redis.cache import CACHE_LOGGER
+
 # Rate-limited (CACHE_ERROR_LOG_INTERVAL): an outage logs once per interval.
-logger = logging.getLogger("apps.core.cache")
+logger = logging.getLogger(CACHE_LOGGER)
 
 # A batch is at most 1% of the limit, and never more than this many requests.
 MAX_BATCH = 32

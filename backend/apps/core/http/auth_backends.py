@@ -9,7 +9,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from apps.core.brakes import login_failure_record, login_refused
+from apps.core.http.brakes import login_failure_record, login_refused
 
 
 class BrakedModelBackend(ModelBackend):

@@ -12,8 +12,9 @@ the shared queue may be taken by another worker and prove nothing about this one
 kombu's Redis transport sends one BRPOP over every queue (and priority sub-list) a
 consumer serves (kombu/transport/redis.py, `Channel._brpop_start`), so a delivery
 from the worker's own queue proves that same BRPOP loop delivers its other queues.
-The per-queue side is covered by beat's canaries (apps/core/heartbeats.py) and the
-queue age metric (apps/core/queues.py): a queue nobody serves grows old and alerts.
+The per-queue side is covered by beat's canaries (apps/core/worker/liveness/wiring.py)
+and the queue age metric (apps/core/worker/queues.py): a queue nobody serves grows
+old and alerts.
 
 Busy is not stuck: with prefetch 1 a worker whose pool slots all run tasks stops
 polling the broker, so it receives no canary. The consumer's event loop then
@@ -42,7 +43,7 @@ from typing import Any
 
 from apps.core.runtime_files import consumed_file, heartbeat_file
 
-logger = logging.getLogger("apps.core.liveness")
+logger = logging.getLogger(__name__)
 
 CANARY_TASK = "core.canary"
 # A worker retrying a lost broker stays healthy this many stale windows after its

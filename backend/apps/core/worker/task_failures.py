@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import signals
 
-logger = logging.getLogger("apps.core.tasks")
+logger = logging.getLogger(__name__)
 
 
 @signals.task_failure.connect

@@ -15,6 +15,9 @@ from typing import Any
 
 from celery import Task
 
+from apps.core.redis.roles import durable_redis
+from apps.core.worker.queues import queue_redelivery_count
+
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "celery:deliveries:"
@@ -28,15 +31,6 @@ class DeliveryLimitExceeded(Exception):
     """The task was delivered too many times without finishing."""
 
 
-def _redis():
-    from django.conf import settings
-    from django_redis import get_redis_connection
-
-    # REDIS_URL, never the cache's Redis: an evicted count would let a poison task
-    # run again and again.
-    return get_redis_connection(settings.DURABLE_REDIS_ALIAS)
-
-
 def _key(task_id: str, retries: int) -> str:
     # Per retry: a task's own retries are new messages with the same id.
     return f"{KEY_PREFIX}{task_id}:{retries}"
@@ -46,7 +40,7 @@ def task_delivery_count(*, task_id: str, retries: int) -> int | None:
     """Count one more delivery of the task; return the count (None: Redis failed)."""
     key = _key(task_id, retries)
     try:
-        with _redis().pipeline(transaction=True) as pipe:
+        with durable_redis().pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, KEY_TTL_SECONDS)
             deliveries, _ = pipe.execute()
@@ -59,19 +53,9 @@ def task_delivery_count(*, task_id: str, retries: int) -> int | None:
 def task_delivery_forget(*, task_id: str, retries: int) -> None:
     """Drop the count of a task that returned (success, failure or retry)."""
     try:
-        _redis().delete(_key(task_id, retries))
+        durable_redis().delete(_key(task_id, retries))
     except Exception as exc:  # noqa: BLE001 - the key expires on its own
         logger.warning("delivery count not deleted for %s: %s", task_id, exc)
-
-
-def queue_redelivery_count(*, queue: str) -> None:
-    """Count a delivery beyond the first, per queue, for the queue metrics."""
-    from apps.core.queues import REDELIVERIES_KEY
-
-    try:
-        _redis().hincrby(REDELIVERIES_KEY, queue, 1)
-    except Exception as exc:  # noqa: BLE001 - a metric, never a reason to fail
-        logger.warning("redelivery not counted for %s: %s", queue, exc)
 
 
 class DeliveryLimitedTask(Task):
@@ -82,7 +66,7 @@ class DeliveryLimitedTask(Task):
         if request.id and not request.called_directly and not request.is_eager:
             from django.conf import settings
 
-            from apps.core.metrics import celery_task_deliveries_exhausted
+            from apps.core.worker.metrics import celery_task_deliveries_exhausted
 
             limit = settings.TASK_MAX_DELIVERIES
             deliveries = task_delivery_count(

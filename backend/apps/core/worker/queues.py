@@ -2,8 +2,8 @@
 
 Per queue: messages waiting (every priority sub-list kombu's Redis transport keeps),
 age of the oldest waiting message (from the publish time each message carries in
-its headers, stamped by apps/core/task_context.py), deliveries beyond the first
-(counted by apps/core/deliveries.py, fleet-wide in Redis) and dead-lettered tasks
+its headers, stamped by apps/core/worker/task_context.py), deliveries beyond the first
+(counted by apps/core/worker/deliveries.py, fleet-wide in Redis) and dead-lettered tasks
 (FailedTask rows not re-enqueued). Read by the worker's /metrics and
 `manage.py queue_stats`.
 """
@@ -20,10 +20,14 @@ from celery.app import default_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.core.redis.roles import durable_redis
+
 logger = logging.getLogger(__name__)
 
 PUBLISHED_AT_HEADER = "published_at"
-# Hash: queue -> deliveries beyond the first, in the cache Redis with the counts.
+# Hash: queue -> deliveries beyond the first, in the durable Redis with the counts
+# (counted by queue_redelivery_count for the task base class in
+# apps/core/worker/deliveries.py).
 REDELIVERIES_KEY = "celery:redeliveries"
 
 
@@ -71,10 +75,16 @@ def queue_backlog_read(*, queues: Iterable[str]) -> dict[str, tuple[int, float]]
     return result
 
 
-def queue_redeliveries_read() -> dict[str, int]:
-    from apps.core.deliveries import _redis
+def queue_redelivery_count(*, queue: str) -> None:
+    """Count a delivery beyond the first, per queue, for the queue metrics."""
+    try:
+        durable_redis().hincrby(REDELIVERIES_KEY, queue, 1)
+    except Exception as exc:  # noqa: BLE001 - a metric, never a reason to fail
+        logger.warning("redelivery not counted for %s: %s", queue, exc)
 
-    raw = _redis().hgetall(REDELIVERIES_KEY)
+
+def queue_redeliveries_read() -> dict[str, int]:
+    raw = durable_redis().hgetall(REDELIVERIES_KEY)
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
 

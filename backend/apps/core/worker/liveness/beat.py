@@ -10,7 +10,7 @@ from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from apps.core.heartbeats import beat_ticked, heartbeat_touch
+from apps.core.worker.liveness.wiring import beat_ticked, heartbeat_touch
 
 logger = logging.getLogger(__name__)
 

@@ -58,6 +58,18 @@ def durable_redis_urls(
     return [(variable, url) for url, variable in found.items()]
 
 
+def durable_redis() -> Any:
+    """The client of REDIS_URL, the Redis that must not evict.
+
+    Never the cache's Redis for counts that must survive memory pressure: an evicted
+    delivery count would let a poison task run again and again.
+    """
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    return get_redis_connection(settings.DURABLE_REDIS_ALIAS)
+
+
 def eviction_policy_read(
     *, variable: str, url: str, timeout: float, sentinel: Any = None
 ) -> EvictionPolicy:
@@ -68,7 +80,7 @@ def eviction_policy_read(
     """
     from redis.exceptions import RedisError
 
-    from apps.core.redis_sentinel import redis_client
+    from apps.core.redis.sentinel import redis_client
 
     client = redis_client(
         url,

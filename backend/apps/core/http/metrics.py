@@ -1,4 +1,5 @@
-"""Metrics that span processes: Celery task outcomes and the failed-task backlog."""
+"""Web's /metrics: the Prometheus endpoint, for holders of METRICS_TOKEN only, with
+every process's metrics plus the readiness answers and the failed-task backlog."""
 
 from __future__ import annotations
 
@@ -6,9 +7,20 @@ import logging
 import os
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from apps.core.http.errors import json_error
+from apps.core.http.metrics_auth import metrics_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -17,23 +29,23 @@ readiness_checks = Counter(
     "Readiness probe answers, by status (ok, degraded, unavailable, draining).",
     ["status"],
 )
-celery_tasks = Counter(
-    "celery_tasks_total",
-    "Celery tasks finished, by task name and outcome (success, failure, retry).",
-    ["task", "outcome"],
-)
-celery_task_deliveries_exhausted = Counter(
-    "celery_task_deliveries_exhausted",
-    "Tasks recorded as failed after CELERY_TASK_MAX_DELIVERIES deliveries without "
-    "finishing (a poison task killing its worker), by task name.",
-    ["task"],
-)
-celery_task_duration = Histogram(
-    "celery_task_duration_seconds",
-    "Run time of Celery tasks, by task name.",
-    ["task"],
-    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
-)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Serve Prometheus metrics to holders of METRICS_TOKEN only."""
+    refusal = metrics_refusal(
+        token=settings.METRICS_TOKEN,
+        previous=settings.METRICS_TOKEN_PREVIOUS,
+        authorization=request.headers.get("Authorization", ""),
+    )
+    if refusal is not None:
+        response = json_error(*refusal)
+        if refusal.status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(
+        generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST
+    )
 
 
 class FailedTaskCollector(Collector):

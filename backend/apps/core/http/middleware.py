@@ -1,4 +1,5 @@
-"""Middleware: probes answered early, request ids on every request."""
+"""Middleware: probes answered early, response headers, body size, lean messages and
+Prometheus series (request ids: apps/core/http/request_ids.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 from django_prometheus import middleware as prometheus_middleware
 
-from apps.core.client_ip import client_ip
-from apps.core.context import request_id_accept, request_id_var
 from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
 
-REQUEST_ID_HEADER = "X-Request-ID"
 PROBE_AND_METRICS_PATHS = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
 API_PATH_PREFIX = "/api/v1/"
 # The admin loads only its own scripts, styles and images. Inline styles stay
@@ -44,26 +42,26 @@ class HealthCheckMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        from apps.core import health
+        from apps.core.http import readiness
 
         if request.method not in {"GET", "HEAD"}:
             if request.path in PROBE_AND_METRICS_PATHS:
                 # Answered here, in the JSON error body: past this point the CSRF
                 # middleware would answer a POST with Django's HTML page.
-                from apps.core.exceptions import json_error
+                from apps.core.http.errors import json_error
 
                 response = json_error(405, "method_not_allowed", "Method not allowed.")
                 response["Allow"] = "GET, HEAD"
                 return response
         else:
             if request.path == LIVENESS_PATH:
-                return health.liveness(request)
+                return readiness.liveness(request)
             if request.path == READINESS_PATH:
-                return health.readiness(request)
+                return readiness.readiness(request)
             if request.path == METRICS_PATH:
                 # Prometheus scrapes each task by its private address over plain
                 # HTTP; the bearer token, not the Host header, guards this path.
-                from apps.core.views import metrics
+                from apps.core.http.metrics import metrics
 
                 return metrics(request)
         return self.get_response(request)
@@ -96,25 +94,6 @@ class ResponseHeadersMiddleware:
         return response
 
 
-class RequestIdMiddleware:
-    """Accept a sane X-Request-ID or make one; expose it to logs and the response."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        request_id = request_id_accept(request.headers.get(REQUEST_ID_HEADER))
-        request.request_id = request_id  # type: ignore[attr-defined]
-        request.client_ip = client_ip(request)  # type: ignore[attr-defined]
-        token = request_id_var.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            request_id_var.reset(token)
-        response[REQUEST_ID_HEADER] = request_id
-        return response
-
-
 class BodySizeLimitMiddleware:
     """Refuse a declared body above MAX_REQUEST_BODY_BYTES with 413, before reading it.
 
@@ -127,7 +106,7 @@ class BodySizeLimitMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         from django.conf import settings
 
-        from apps.core.exceptions import json_error
+        from apps.core.http.errors import json_error
 
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)

@@ -1,7 +1,7 @@
 """Celery worker metrics: per-task outcomes and run times, served by the worker.
 
 The pool processes write prometheus_client's multiprocess files; the worker's main
-process serves them, with the queue figures (apps/core/queues.py), on
+process serves them, with the queue figures (apps/core/worker/queues.py), on
 WORKER_METRICS_PORT. Connected by importing this module (config/celery.py).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from celery import signals
 from celery.app import default_app
 
-logger = logging.getLogger("apps.core.tasks")
+logger = logging.getLogger(__name__)
 
 # Per running task id: when it started (monotonic), read by its postrun handler.
 _started: dict[str, float] = {}
@@ -30,7 +30,7 @@ def _task_started(task_id: str | None = None, **kwargs: Any) -> None:
 def _task_finished(
     task_id: str | None = None, task: Any = None, state: str | None = None, **kwargs
 ) -> None:
-    from apps.core.metrics import celery_task_duration, celery_tasks
+    from apps.core.worker.metrics import celery_task_duration, celery_tasks
 
     name = getattr(task, "name", "unknown")
     started = _started.pop(task_id or "", None)
@@ -54,7 +54,7 @@ def _serve_with_token(
     from prometheus_client.exposition import ThreadingWSGIServer
 
     from apps.core.error_document import error_json
-    from apps.core.metrics_auth import metrics_refusal
+    from apps.core.http.metrics_auth import metrics_refusal
 
     exposition = make_wsgi_app(registry)
 
@@ -94,7 +94,7 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
         return
     from prometheus_client import CollectorRegistry, multiprocess
 
-    from apps.core.queues import QueueCollector
+    from apps.core.worker.queues import QueueCollector
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -116,7 +116,7 @@ def _serve_worker_metrics(**kwargs: Any) -> None:
 @signals.worker_process_init.connect
 def _initialize_task_metrics(**kwargs: Any) -> None:
     """Export the delivery-limit counter at 0 for every task, so alerts see it."""
-    from apps.core.metrics import celery_task_deliveries_exhausted
+    from apps.core.worker.metrics import celery_task_deliveries_exhausted
 
     for name in default_app.tasks:
         if not name.startswith("celery."):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 
-from apps.core.client_ip import client_ip
+from apps.core.http.client_ip import client_ip
 
 logger = logging.getLogger(__name__)
 

@@ -180,7 +180,7 @@ def _ensure_listener() -> None:
 
 
 def _listen(url: str, connect_timeout: float) -> None:
-    from apps.core.redis_sentinel import redis_client
+    from apps.core.redis.sentinel import redis_client
 
     subscribed_before = False
     while True:
