@@ -116,19 +116,21 @@ def assert_no_secret(inbox: SentryInbox, *secrets: str) -> None:
         assert secret not in payload, f"{secret!r} reached Sentry"
 
 
+def products_during_the_outage(server) -> requests.Response:
+    """An authenticated product list: answered 503 while the database is away."""
+    return requests.get(
+        server.base_url + "/api/v1/products/",
+        headers={"Authorization": f"Token {API_TOKEN}", "X-Forwarded-Proto": "https"},
+        timeout=10,
+    )
+
+
 def test_database_outage_sends_neither_password_nor_token(
     production_env, start_gunicorn
 ) -> None:
     with sentry_inbox() as inbox:
         server = start_gunicorn(**unreachable_database_env(production_env, inbox.dsn))
-        response = requests.get(
-            server.base_url + "/api/v1/products/",
-            headers={
-                "Authorization": f"Token {API_TOKEN}",
-                "X-Forwarded-Proto": "https",
-            },
-            timeout=10,
-        )
+        response = products_during_the_outage(server)
         assert response.status_code == 503, response.text
         assert_no_secret(inbox, API_TOKEN, DB_PASSWORD)
 
@@ -164,14 +166,7 @@ def test_foreign_host_is_never_sent_to_sentry(production_env, start_gunicorn) ->
                 timeout=10,
             )
             assert response.status_code == 400
-        control = requests.get(
-            server.base_url + "/api/v1/products/",
-            headers={
-                "Authorization": f"Token {API_TOKEN}",
-                "X-Forwarded-Proto": "https",
-            },
-            timeout=10,
-        )
+        control = products_during_the_outage(server)
         assert control.status_code == 503, control.text
         events = inbox.wait_for_event()
         assert [event.get("logger") for event in events] == ["apps.core.drf.exceptions"]

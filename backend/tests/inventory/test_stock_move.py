@@ -16,18 +16,24 @@ def stock_of(product) -> tuple[int, int]:
     return stock.on_hand, stock.reserved
 
 
+def reserve(product, quantity: int, **options: bool) -> StockMovement | None:
+    """Move `quantity` units of `product` to reserved, as a reservation does."""
+    return services._stock_move(
+        product_id=product.pk,
+        kind=StockMovement.Kind.RESERVE,
+        quantity=quantity,
+        reserved_delta=quantity,
+        actor=None,
+        **options,
+    )
+
+
 def test_a_change_is_applied_and_recorded_in_one_ledger_row(make_product) -> None:
     product = make_product(on_hand=5)
     before = StockMovement.objects.count()
 
     with transaction.atomic():
-        movement = services._stock_move(
-            product_id=product.pk,
-            kind=StockMovement.Kind.RESERVE,
-            quantity=2,
-            reserved_delta=2,
-            actor=None,
-        )
+        movement = reserve(product, 2)
 
     assert stock_of(product) == (5, 2)
     assert StockMovement.objects.count() == before + 1
@@ -48,15 +54,7 @@ def test_more_than_available_is_refused_when_refusable(
     before = StockMovement.objects.count()
 
     with transaction.atomic():
-        movement = services._stock_move(
-            product_id=product.pk,
-            kind=StockMovement.Kind.RESERVE,
-            quantity=4,
-            reserved_delta=4,
-            actor=None,
-            refusable=True,
-            update_last=update_last,
-        )
+        movement = reserve(product, 4, refusable=True, update_last=update_last)
         # Update first: nothing written. Update last: the rows written first are
         # the caller's to roll back.
         assert StockMovement.objects.count() == before + (1 if update_last else 0)
