@@ -43,7 +43,15 @@ import pytest
 import requests
 
 from apps.core.worker.liveness.watchdog import child_pids
-from tests.support.drill import Books, Stack, books, direct, drill_stack, seed
+from tests.support.drill import (
+    Books,
+    Stack,
+    books,
+    clients_start,
+    direct,
+    drill_stack,
+    seed,
+)
 from tests.support.haproxy import Balancer
 from tests.support.processes import ServerProcess, kill_group, run_python
 from tests.support.tcp_proxy import TcpProxy
@@ -811,12 +819,7 @@ def test_chaos_soak_keeps_the_books(stack: Stack) -> None:
         supervisor.thread.start()
         wall_started = dt.datetime.now(dt.UTC)
         load.started = time.monotonic()
-        clients = [
-            threading.Thread(target=load.client, args=(i,), daemon=True)
-            for i in range(CLIENTS)
-        ]
-        for client in clients:
-            client.start()
+        clients = clients_start(load.client, CLIENTS)
         fault_threads = run_schedule(faults, stack, supervisor, proxy, load.elapsed)
         for thread in fault_threads:
             thread.join(timeout=max(1.0, CHAOS_SECONDS - load.elapsed()) + 120)

@@ -40,6 +40,7 @@ import requests
 import yaml
 
 from tests.support.containers import BUILDAH_ENV, IMAGE, docker
+from tests.support.drill import clients_start
 from tests.support.haproxy import Balancer
 from tests.support.processes import ROOT
 
@@ -364,13 +365,8 @@ def test_rolling_release_and_rollback_under_load(
 
         # 2. Load for the whole drill.
         load = Load(url=balancer.url, tokens=tokens[1:], sku=sku)
-        threads = [
-            threading.Thread(target=load.client, args=(i,), daemon=True)
-            for i in range(THREADS)
-        ]
         load_started = time.monotonic()
-        for thread in threads:
-            thread.start()
+        threads = clients_start(load.client, THREADS)
 
         # 3. v2's migrate role under load.
         migrated = docker(

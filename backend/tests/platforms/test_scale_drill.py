@@ -27,6 +27,7 @@ from tests.support.drill import (
     Outcome,
     Stack,
     books,
+    clients_start,
     direct,
     drill_stack,
     overdue,
@@ -112,13 +113,8 @@ def test_scale_out_failover_and_pooler_restart_keep_the_books(stack: Stack) -> N
             rate=RATE,
             ttl_seconds=TTL_SECONDS,
         )
-        clients = [
-            threading.Thread(target=load.client, args=(i,), daemon=True)
-            for i in range(CLIENTS)
-        ]
         drill_started = time.monotonic()
-        for client in clients:
-            client.start()
+        clients = clients_start(load.client, CLIENTS)
         time.sleep(5)
 
         # Grow: web 2 -> 8, workers 1 -> 4.

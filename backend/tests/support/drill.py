@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,3 +393,14 @@ def overdue(cursor) -> int:
         "WHERE status = 'active' AND expires_at < now()"
     )
     return cursor.fetchone()[0]
+
+
+def clients_start(client: Callable[[int], None], count: int) -> list[threading.Thread]:
+    """Start `count` load clients, `client(index)` each on a daemon thread."""
+    threads = [
+        threading.Thread(target=client, args=(index,), daemon=True)
+        for index in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
