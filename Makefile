@@ -131,7 +131,7 @@ bench-profile: venv
 	$(BIN)/python bench/profile_requests.py
 
 docs: venv
-	cd $(BACKEND) && $(BIN)/python -m config.docs
+	cd $(BACKEND) && $(BIN)/python -m runtime.env.docs
 
 lint: venv
 	cd $(BACKEND) && $(BIN)/ruff check . ../bench && $(BIN)/ruff format --check . ../bench

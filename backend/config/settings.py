@@ -1,4 +1,4 @@
-"""Hardened settings: one module, read from the environment through config.env."""
+"""Hardened settings: one module, read from the environment through runtime.env."""
 
 from __future__ import annotations
 
@@ -7,12 +7,6 @@ from typing import Any
 
 import dj_database_url
 
-from apps.core.probes import (
-    LIVENESS_PATH,
-    METRICS_PATH,
-    READINESS_PATH,
-    exact_path_patterns,
-)
 from apps.core.redis_sentinel import (
     SentinelTarget,
     celery_broker,
@@ -20,7 +14,13 @@ from apps.core.redis_sentinel import (
     redbeat_redis,
     sentinel_target,
 )
-from config.env import load_or_exit, sentinels_parse
+from runtime.env import load_or_exit, sentinels_parse
+from runtime.probes import (
+    LIVENESS_PATH,
+    METRICS_PATH,
+    READINESS_PATH,
+    exact_path_patterns,
+)
 
 ENV = load_or_exit()
 
@@ -269,7 +269,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = ENV["CELERY_BROKER_TIMEOUT"]
 # answers would hang `.delay()` inside a request.
 _celery_transport = {
     # Above the hard time limit, otherwise Redis redelivers late-acked running
-    # tasks to a second worker (validated in config/env.py).
+    # tasks to a second worker (validated in runtime/env/).
     "visibility_timeout": ENV["CELERY_VISIBILITY_TIMEOUT"],
     "socket_timeout": ENV["CELERY_BROKER_TIMEOUT"],
     "socket_connect_timeout": ENV["CELERY_BROKER_TIMEOUT"],
@@ -442,7 +442,7 @@ LOG_FORMAT: str = ENV["LOG_FORMAT"]
 LOG_LEVEL: str = ENV["LOG_LEVEL"]
 LOGGING_CONFIG = None  # configured below, once, by the project's own function
 
-from apps.core.logging import configure_logging  # noqa: E402
+from runtime.logging import configure_logging  # noqa: E402
 
 configure_logging(
     log_format=LOG_FORMAT,

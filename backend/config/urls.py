@@ -12,8 +12,8 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
 
 from apps.core import health
-from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
 from apps.core.views import admin_login, metrics
+from runtime.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
 
 urlpatterns = [
     path(route(LIVENESS_PATH), health.liveness, name="health"),

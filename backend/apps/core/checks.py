@@ -17,13 +17,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import connections
 
-from config import env
-from config.env import SECRET_KEY_MIN_LENGTH, ConfigError
+from runtime import env
+from runtime.env import SECRET_KEY_MIN_LENGTH, ConfigError
 
 METRICS_TOKEN_MIN_LENGTH = 24
 
 
-# The rules are the variable registry's (config/env.py): a value the environment
+# The rules are the variable registry's (runtime/env/): a value the environment
 # could not set (a settings override, a settings module of its own) still meets them.
 
 

@@ -16,8 +16,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.core.context import request_id_get
-from apps.core.error_document import error_document
+from runtime.context import request_id_get
+from runtime.error_document import error_document
 
 logger = logging.getLogger(__name__)
 

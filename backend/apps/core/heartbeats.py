@@ -29,7 +29,7 @@ from apps.core.liveness import (
     heartbeat_write,
     watchdog_start,
 )
-from apps.core.runtime_files import heartbeat_file
+from runtime.files import heartbeat_file
 
 
 def heartbeat_touch(role: str, reason: str = "tick") -> None:
@@ -161,7 +161,7 @@ class WorkerLiveness(bootsteps.StartStopStep):
 def _start_watchdog(role: str) -> None:
     from django.conf import settings
 
-    from apps.core.healthcheck import check_heartbeat
+    from runtime.healthcheck import check_heartbeat
 
     path = heartbeat_file(directory=settings.HEARTBEAT_DIR, role=role)
     stale = settings.HEARTBEAT_STALE_SECONDS

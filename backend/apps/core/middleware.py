@@ -10,8 +10,8 @@ from django.utils.functional import SimpleLazyObject, empty
 from django_prometheus import middleware as prometheus_middleware
 
 from apps.core.client_ip import client_ip
-from apps.core.context import request_id_accept, request_id_var
-from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
+from runtime.context import request_id_accept, request_id_var
+from runtime.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
 
 REQUEST_ID_HEADER = "X-Request-ID"
 PROBE_AND_METRICS_PATHS = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from apps.core import healthcheck
 from apps.core.heartbeats import heartbeat_touch
+from runtime import healthcheck
 
 APPS = Path(__file__).resolve().parents[2] / "apps"
 

@@ -150,7 +150,7 @@ def test_image_user_and_contents(image_config: dict, container: str) -> None:
         "CMD",
         "python",
         "-m",
-        "apps.core.healthcheck",
+        "runtime.healthcheck",
     ]
     assert config["StopSignal"] == "SIGTERM"
     assert "5000/tcp" in config["ExposedPorts"]

@@ -30,7 +30,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.db_budget import connection_budget_compute
 from apps.core.management.commands import wait_for_dependencies
-from apps.core.runtime_files import role_file
+from runtime.files import role_file
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def needs_app_registry(role: str) -> bool:
 def main(argv: list[str]) -> None:
     """The entrypoint's way in: settings only, the app registry when a role needs it.
 
-    Settings are validated on import (config/env.py exits naming every bad
+    Settings are validated on import (runtime/env/ exits naming every bad
     variable), exactly as under manage.py.
     """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -1,7 +1,7 @@
 """Generate ENVIRONMENT_VARIABLES.md and .env.example from the variable registry.
 
-`make docs` (python -m config.docs) writes both files at the repository root; a test
-fails when either differs from what this module generates.
+`make docs` (python -m runtime.env.docs) writes both files at the repository root;
+a test fails when either differs from what this module generates.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config.env import DATABASE_VARIABLES, GROUPS, LOCAL_HOSTS, VARIABLES, Var
+from runtime.env import DATABASE_VARIABLES, GROUPS, LOCAL_HOSTS, VARIABLES, Var
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # A working local configuration for `docker compose up` (docker-compose.yml): no real
 # secret, plain HTTP on localhost, the compose services' host names.
@@ -127,10 +127,10 @@ def environment_variables_md() -> str:
     lines = [
         "# Environment variables",
         "",
-        "<!-- Generated from backend/config/env.py by `make docs`; do not edit. -->",
+        "<!-- Generated from backend/runtime/env/ by `make docs`; do not edit. -->",
         "",
         "Every variable the backend reads, declared once in",
-        "`backend/config/env.py`. Production is the default (`DEBUG` unset or",
+        "`backend/runtime/env/`. Production is the default (`DEBUG` unset or",
         "false): at start the process validates all of them and, if any is missing",
         "or wrong, prints one block naming each and exits with status 1. Booleans",
         "accept true/false/1/0/yes/no in any case. With `DEBUG=true` and nothing",
@@ -181,7 +181,7 @@ def env_example() -> str:
     """Return a working .env for `docker compose up`, every variable listed."""
     lines = [
         "# Local configuration for `docker compose up` (cp .env.example .env).",
-        "# Generated from backend/config/env.py by `make docs`; no value here is a",
+        "# Generated from backend/runtime/env/ by `make docs`; no value here is a",
         "# real secret. Commented lines show the defaults; ENVIRONMENT_VARIABLES.md",
         "# explains each variable.",
         "#",

@@ -61,7 +61,7 @@ SECRET_KEY_MIN_LENGTH = 50
 # fails when one holds a secret-looking value missing here.
 PUBLIC_SECRETS = frozenset(
     {
-        # .env.example (config/docs.py COMPOSE_VALUES): the local Compose setup.
+        # .env.example (runtime/env/docs.py COMPOSE_VALUES): the local Compose setup.
         "compose-local-only-0f9d2c7b1e8a4d6f93b5c0e2a7d4f1b8c6e3a9d",
         "compose-local-metrics-token-not-secret",
         "app-local-password",
@@ -1117,7 +1117,7 @@ class Config:
 
     def get(self, name: str) -> Any:
         if name not in REGISTRY:
-            raise KeyError(f"{name} is not in the variable registry (config/env.py)")
+            raise KeyError(f"{name} is not in the variable registry (runtime/env/)")
         return self.values.get(name)
 
     @property
@@ -1401,14 +1401,10 @@ def load_or_exit(environ: Mapping[str, str] | None = None) -> Config:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m config.env` validates; `--get NAME` prints one parsed value."""
+    """`python -m runtime.env` validates; `--get NAME` prints one parsed value."""
     config = load_or_exit()
     if len(argv) == 2 and argv[0] == "--get":
         print(config.get(argv[1]))
         return 0
     print("Configuration OK")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
