@@ -82,6 +82,7 @@ def test_dockerignore_is_an_allow_list() -> None:
     assert allowed == {
         "backend/apps/",
         "backend/config/",
+        "backend/runtime/",
         "backend/scripts/",
         "backend/manage.py",
         "backend/requirements/base.txt",

@@ -395,7 +395,12 @@ def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
     }
     assert shipped, result.stdout
     assert not set(planted) & shipped
-    allowed = ("backend/apps/", "backend/config/", "backend/scripts/")
+    allowed = (
+        "backend/apps/",
+        "backend/config/",
+        "backend/runtime/",
+        "backend/scripts/",
+    )
     extra = {
         name
         for name in shipped
