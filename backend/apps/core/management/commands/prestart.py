@@ -194,9 +194,9 @@ def main(argv: list[str]) -> None:
     """The entrypoint's way in: settings only, the app registry when a role needs it.
 
     Settings are validated on import (runtime/env/ exits naming every bad
-    variable), exactly as under manage.py.
+    variable), exactly as under manage.py. The entrypoint exports
+    DJANGO_SETTINGS_MODULE, as manage.py and config/wsgi.py set it for theirs.
     """
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     settings.INSTALLED_APPS  # noqa: B018 - imports and validates the settings
     # --skip-checks: Django's system checks inspect the code (models, URLs), which
     # the build already checked (`manage.py check` in the tests); they would load
