@@ -76,7 +76,7 @@ def test_code_reads_no_variable_outside_the_registry() -> None:
         and name not in NOT_CONFIGURATION
         and name not in shell_builtins
     }
-    assert unknown == {}, "add these to runtime/env/ (and run make docs)"
+    assert unknown == {}, "add these to runtime/env/variables.py (and run make docs)"
 
 
 def _env_example() -> dict[str, str]:
