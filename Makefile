@@ -12,7 +12,8 @@ BACKEND := backend
 # servers for the run (backend/tests/servers.py); set, it uses those servers.
 PYTEST_ARGS ?=
 IMAGE ?= inventory-backend:test
-# buildah without a daemon or registry (see ../shared/DESIGN.md).
+# buildah builds the Dockerfile without a Docker daemon or a registry (vfs storage,
+# chroot isolation: no privileges needed).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
 .PHONY: help venv run test test-pgbouncer scale-drill restore-drill chaos lint format lock image image-test platform-test release-drill docs bench bench-profile

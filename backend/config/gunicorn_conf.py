@@ -48,7 +48,8 @@ workers = worker_count(
     configured=ENV["GUNICORN_WORKERS"], maximum=ENV["GUNICORN_MAX_WORKERS"]
 )
 if ENV["GUNICORN_WORKER_CLASS"] == "uvicorn":
-    # ASGI; settings force CONN_MAX_AGE=0 for it (DESIGN.md: measured exhaustion).
+    # ASGI; settings force CONN_MAX_AGE=0 for it (persistent connections, one per
+    # fresh thread, exhausted PostgreSQL within seconds when measured).
     wsgi_app = "config.asgi:application"
     worker_class = "uvicorn_worker.UvicornWorker"
 else:
