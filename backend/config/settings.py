@@ -224,9 +224,13 @@ DJANGO_REDIS_LOGGER = "apps.core.cache"
 
 # --- Celery (read by config/celery.py with namespace CELERY) ---------------------
 
+# The broker's own URL when CELERY_BROKER_URL sets one, else None (the broker is
+# REDIS_URL's Redis): what the Redis checks name when they inspect the broker. Not
+# CELERY_-prefixed, so Celery's settings namespace does not read it.
+BROKER_URL_OWN: str | None = ENV["CELERY_BROKER_URL"]
 _sentinel_broker = celery_broker(REDIS_SENTINEL) if REDIS_SENTINEL else None
 CELERY_BROKER_URL = (
-    ENV["CELERY_BROKER_URL"]
+    BROKER_URL_OWN
     or (_sentinel_broker[0] if _sentinel_broker else REDIS_URL)
     or "memory://"
 )

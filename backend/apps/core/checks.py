@@ -198,7 +198,7 @@ def check_redis_eviction(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 
     messages: list[CheckMessage] = []
     for policy in eviction_policies_read(
-        broker_url=settings.ENV["CELERY_BROKER_URL"],
+        broker_url=settings.BROKER_URL_OWN,
         redis_url=settings.REDIS_URL,
         timeout=settings.REDIS_SOCKET_TIMEOUT,
         sentinel=settings.REDIS_SENTINEL,

@@ -130,7 +130,7 @@ class Command(BaseCommand):
         from apps.core.redis_roles import eviction_policies_read
 
         for policy in eviction_policies_read(
-            broker_url=settings.ENV["CELERY_BROKER_URL"],
+            broker_url=settings.BROKER_URL_OWN,
             redis_url=settings.REDIS_URL,
             timeout=settings.REDIS_SOCKET_TIMEOUT,
             sentinel=settings.REDIS_SENTINEL,
