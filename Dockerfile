@@ -74,6 +74,6 @@ EXPOSE 5000
 # gunicorn drains on SIGTERM; the entrypoint maps SIGTERM to Celery's soft shutdown.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "apps.core.healthcheck"]
+    CMD ["python", "-m", "runtime.healthcheck"]
 ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint.sh"]
 CMD []

@@ -12,7 +12,8 @@ BACKEND := backend
 # servers for the run (backend/tests/support/servers.py); set, it uses those servers.
 PYTEST_ARGS ?=
 IMAGE ?= inventory-backend:test
-# buildah without a daemon or registry (see ../shared/DESIGN.md).
+# buildah builds the Dockerfile without a Docker daemon or a registry (vfs storage,
+# chroot isolation: no privileges needed).
 BUILDAH := STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot buildah
 
 .PHONY: help venv run test test-pgbouncer scale-drill restore-drill chaos lint format lock image image-test platform-test release-drill docs bench bench-profile
@@ -131,7 +132,7 @@ bench-profile: venv
 	$(BIN)/python bench/profile_requests.py
 
 docs: venv
-	cd $(BACKEND) && $(BIN)/python -m config.docs
+	cd $(BACKEND) && $(BIN)/python -m runtime.env.docs
 
 lint: venv
 	cd $(BACKEND) && $(BIN)/ruff check . ../bench && $(BIN)/ruff format --check . ../bench

@@ -9,6 +9,7 @@ records (task_failures), heartbeats and canaries (liveness/wiring).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 from kombu import Queue
@@ -26,28 +27,48 @@ app = Celery("backend", task_cls="apps.core.worker.deliveries:DeliveryLimitedTas
 # becomes only its thread's current app.
 app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = [Queue(name) for name in app.conf.worker_queues]
 app.autodiscover_tasks()
 app.steps["consumer"].add(WorkerLiveness)
 
-# The beat schedule, in one place. Every entry expires before its next run, so a
-# backlog (worker down for an hour) never turns into a burst of stale runs.
-app.conf.beat_schedule = {
-    "expire-reservations": {
-        "task": "inventory.expire_reservations",
-        "schedule": 60.0,
-        "options": {"expires": 55},
-    },
-    "reconcile-inventory-redis-db": {
-        "task": "inventory.reconcile_inventory_redis_db",
-        "schedule": 600.0,
-        "options": {"expires": 600},
-    },
-    # Cheap (one INFO, one GET): a failover is reconciled within seconds.
-    "gate-check-server": {
-        "task": "inventory.gate_check_server",
-        "schedule": 15.0,
-        "options": {"expires": 14},
-    },
-    **queue_canaries(app.conf.worker_queues),
-}
+
+@app.on_after_configure.connect
+def _queues_and_schedule(sender: Celery, **kwargs: Any) -> None:
+    """Declare the queues and the beat schedule once the settings are read.
+
+    Not at import: config/__init__.py imports this module while the settings
+    module may still be loading (one that star-imports config.settings, as a
+    test's does), and reading app.conf then would read it half-built. The first
+    read of app.conf, by the worker, beat or a sender, configures the app and
+    runs this before the value is returned. A value set on app.conf before that
+    (tests.beat_app's own schedule) is kept, as it replaced these when they were
+    set at import.
+    """
+    queues = sender.conf.worker_queues
+    if not sender.conf.task_queues:
+        sender.conf.task_queues = [Queue(name) for name in queues]
+    # The beat schedule, in one place. Every entry expires before its next run, so
+    # a backlog (worker down for an hour) never turns into a burst of stale runs.
+    if not sender.conf.beat_schedule:
+        sender.conf.beat_schedule = _beat_schedule(queues)
+
+
+def _beat_schedule(queues: list[str]) -> dict[str, dict[str, Any]]:
+    return {
+        "expire-reservations": {
+            "task": "inventory.expire_reservations",
+            "schedule": 60.0,
+            "options": {"expires": 55},
+        },
+        "reconcile-inventory-redis-db": {
+            "task": "inventory.reconcile_inventory_redis_db",
+            "schedule": 600.0,
+            "options": {"expires": 600},
+        },
+        # Cheap (one INFO, one GET): a failover is reconciled within seconds.
+        "gate-check-server": {
+            "task": "inventory.gate_check_server",
+            "schedule": 15.0,
+            "options": {"expires": 14},
+        },
+        **queue_canaries(queues),
+    }

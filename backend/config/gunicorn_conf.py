@@ -1,4 +1,4 @@
-"""gunicorn configuration: every value from the variable registry (config/env.py).
+"""gunicorn configuration: every value from the variable registry (runtime/env/).
 
 Started as `gunicorn -c config/gunicorn_conf.py config.wsgi` (or config.asgi with
 GUNICORN_WORKER_CLASS=uvicorn). The configuration is validated here, in the master,
@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apps.core.cpus import worker_count
-from apps.core.draining import drain_active, drain_begin
-from apps.core.gunicorn_logging import JsonAccessLogger
-from apps.core.logging import logging_config
-from config.env import load_or_exit
+from runtime.cpus import worker_count
+from runtime.draining import drain_active, drain_begin
+from runtime.env import load_or_exit
+from runtime.gunicorn_logging import JsonAccessLogger
+from runtime.logging import logging_config
 
 ENV = load_or_exit()
 
@@ -48,7 +48,8 @@ workers = worker_count(
     configured=ENV["GUNICORN_WORKERS"], maximum=ENV["GUNICORN_MAX_WORKERS"]
 )
 if ENV["GUNICORN_WORKER_CLASS"] == "uvicorn":
-    # ASGI; settings force CONN_MAX_AGE=0 for it (DESIGN.md: measured exhaustion).
+    # ASGI; settings force CONN_MAX_AGE=0 for it (persistent connections, one per
+    # fresh thread, exhausted PostgreSQL within seconds when measured).
     wsgi_app = "config.asgi:application"
     worker_class = "uvicorn_worker.UvicornWorker"
 else:

@@ -14,7 +14,7 @@ from rest_framework.permissions import AllowAny
 from apps.core.http import readiness
 from apps.core.http.admin_login import admin_login
 from apps.core.http.metrics import metrics
-from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
+from runtime.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, route
 
 urlpatterns = [
     path(route(LIVENESS_PATH), readiness.liveness, name="health"),

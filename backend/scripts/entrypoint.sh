@@ -5,7 +5,7 @@
 #   ROLE is web, worker, beat or migrate (default: $APP_ROLE, else web).
 #   A COMMAND after the role runs instead of the role's process, after the same
 #   validation and waits (e.g. `entrypoint.sh web python manage.py shell`).
-# Every rule about variables lives in config/env.py; this script only asks it.
+# Every rule about variables lives in runtime/env/; this script only asks it.
 # The steps before exec run in one Python process: apps/core/management/commands/prestart.py.
 set -Eeuo pipefail
 

@@ -9,10 +9,6 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        # Make the project's Celery app the current one, so `.delay()` anywhere in
-        # Django uses its broker settings (not Celery's default amqp://localhost).
-        import config.celery  # noqa: F401
-
         # Registers the deploy checks with Django's check framework.
         from apps.core import checks  # noqa: F401
         from apps.core.db.pooling import apply_role_settings

@@ -17,13 +17,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.db import connections
 
-from config import env
-from config.env import SECRET_KEY_MIN_LENGTH, ConfigError
+from runtime import env
+from runtime.env import SECRET_KEY_MIN_LENGTH, ConfigError
 
 METRICS_TOKEN_MIN_LENGTH = 24
 
 
-# The rules are the variable registry's (config/env.py): a value the environment
+# The rules are the variable registry's (runtime/env/): a value the environment
 # could not set (a settings override, a settings module of its own) still meets them.
 
 
@@ -198,7 +198,7 @@ def check_redis_eviction(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
 
     messages: list[CheckMessage] = []
     for policy in eviction_policies_read(
-        broker_url=settings.ENV["CELERY_BROKER_URL"],
+        broker_url=settings.BROKER_URL_OWN,
         redis_url=settings.REDIS_URL,
         timeout=settings.REDIS_SOCKET_TIMEOUT,
         sentinel=settings.REDIS_SENTINEL,

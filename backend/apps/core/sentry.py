@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.core.context import request_id_get
+from runtime.context import request_id_get
 
 # Keys scrubbed wherever they appear in an event, at any depth. Frame locals are off
 # (see sentry_init), so these guard what is left: request headers, extra data, task

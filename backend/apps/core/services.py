@@ -47,8 +47,8 @@ def failed_task_record(
 
 def failed_task_requeue(*, failed_task: FailedTask) -> str:
     """Enqueue the failed task again, same arguments and queue; return the new id."""
-    # The project's app: config/celery.py (imported at startup by apps.core) makes
-    # it the default of every thread.
+    # The project's app: config/celery.py (loaded with the settings package, see
+    # config/__init__.py) makes it the default of every thread.
     result = default_app.send_task(
         failed_task.task_name,
         args=failed_task.args,

@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from apps.core import checks
 from apps.core.db.budget import connection_budget_compute
-from config.env import load
+from runtime.env import load
 from tests.support.env import PRODUCTION_ENV
 from tests.support.processes import run_python
 

@@ -8,7 +8,7 @@ import subprocess
 from django.test import override_settings
 
 from apps.core import checks
-from config.env import REGISTRY
+from runtime.env import REGISTRY
 from tests.support.env import PRODUCTION_ENV, clean_environ
 from tests.support.processes import run_python
 

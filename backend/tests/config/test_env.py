@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from config.env import REGISTRY, ConfigError, load, parse_bool, parse_value
+from runtime.env import REGISTRY, ConfigError, load, parse_bool, parse_value
 from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.processes import run_python
 
@@ -190,9 +190,9 @@ def test_debug_alone_runs_on_embedded_defaults() -> None:
 
 
 def test_env_module_validates_from_the_command_line() -> None:
-    ok = run_python(["-m", "config.env"], env=clean_environ(**GOOD))
+    ok = run_python(["-m", "runtime.env"], env=clean_environ(**GOOD))
     assert (ok.returncode, ok.stdout.strip()) == (0, "Configuration OK")
-    bad = run_python(["-m", "config.env"], env=clean_environ())
+    bad = run_python(["-m", "runtime.env"], env=clean_environ())
     assert bad.returncode == 1
     assert "Invalid configuration: 5 problems" in bad.stderr
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from config.env import LOCAL_HOSTS, PUBLIC_SECRETS, REGISTRY, load
+from runtime.env import LOCAL_HOSTS, PUBLIC_SECRETS, REGISTRY, load
 from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,7 +83,7 @@ def secret_looking_values(text: str) -> set[str]:
 
 def test_every_published_secret_is_in_the_refused_list() -> None:
     """The list cannot drift: a secret-looking value added to a shipped file
-    without adding it to config/env.py's PUBLIC_SECRETS fails here."""
+    without adding it to runtime/env/schema.py's PUBLIC_SECRETS fails here."""
     unlisted = {}
     for path in shipped_files():
         # A URL is checked by its password (found on its own), not as a whole.
@@ -94,7 +94,7 @@ def test_every_published_secret_is_in_the_refused_list() -> None:
         )
         if missing:
             unlisted[str(path.relative_to(ROOT))] = missing
-    assert unlisted == {}, "add these to PUBLIC_SECRETS in config/env.py"
+    assert unlisted == {}, "add these to PUBLIC_SECRETS in runtime/env/schema.py"
 
 
 def test_the_scan_finds_what_the_files_publish() -> None:

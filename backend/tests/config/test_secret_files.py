@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from config.env import REGISTRY, load
+from runtime.env import REGISTRY, load
 from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.net import free_port
 from tests.support.processes import assert_exit, run_python
@@ -226,7 +226,7 @@ def test_web_role_runs_on_secrets_from_files(
         "PORT": str(port),
         "HEARTBEAT_DIR": str(tmp_path),
     }
-    health = run_python(["-m", "apps.core.healthcheck"], env=health_env)
+    health = run_python(["-m", "runtime.healthcheck"], env=health_env)
     assert (health.returncode, health.stdout.strip()) == (
         0,
         f"healthy (web): GET http://127.0.0.1:{port}/health/ -> 200",

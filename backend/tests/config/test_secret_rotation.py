@@ -143,7 +143,7 @@ def test_worker_metrics_accept_the_previous_token_only_while_it_is_set(
 
 
 def test_previous_metrics_token_alone_is_refused() -> None:
-    from config.env import load
+    from runtime.env import load
 
     env = {
         **PRODUCTION_ENV,
@@ -157,7 +157,7 @@ def test_previous_metrics_token_alone_is_refused() -> None:
 
 
 def test_fallback_keys_are_held_to_the_secret_key_rule() -> None:
-    from config.env import load
+    from runtime.env import load
 
     env = {
         **PRODUCTION_ENV,

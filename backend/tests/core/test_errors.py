@@ -74,7 +74,7 @@ def test_foreign_host_logs_one_warning_per_interval_without_traceback(
     """Anyone can send a foreign Host: one WARNING a minute per process, no
     traceback, however many requests and host names."""
     now = [1000.0]
-    monkeypatch.setattr("apps.core.logging._monotonic", lambda: now[0], raising=False)
+    monkeypatch.setattr("runtime.logging._monotonic", lambda: now[0], raising=False)
     for host_filter in logging.getLogger("django.security.DisallowedHost").filters:
         host_filter.reset()
 

@@ -1,4 +1,4 @@
-"""The probe paths, written once (apps/core/probes.py), as each consumer needs them."""
+"""The probe paths, written once (runtime/probes.py), as each consumer needs them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 from django.conf import settings
 from django.urls import resolve
 
-from apps.core import probes
 from apps.core.http import readiness
+from runtime import probes
 
 
 def test_redirect_exemptions_match_exactly_the_probe_and_metrics_paths() -> None:

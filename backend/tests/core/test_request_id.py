@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.core.context import request_id_accept
+from runtime.context import request_id_accept
 
 
 @pytest.mark.parametrize(

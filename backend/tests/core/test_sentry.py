@@ -8,8 +8,8 @@ import requests
 import sentry_sdk
 from sentry_sdk.transport import Transport
 
-from apps.core.context import request_id_var
 from apps.core.sentry import sentry_init
+from runtime.context import request_id_var
 from tests.support.env import (
     PRODUCTION_ENV,
     UNREACHED_REDIS_URL,

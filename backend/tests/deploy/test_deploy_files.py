@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.env import REGISTRY
+from runtime.env import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
 # Vendored with its licence and source (tests/schemas/README.md).
@@ -60,7 +60,7 @@ def test_dockerfile_essentials() -> None:
         "USER 1000:1000",
         "EXPOSE 5000",
         "STOPSIGNAL SIGTERM",
-        'CMD ["python", "-m", "apps.core.healthcheck"]',
+        'CMD ["python", "-m", "runtime.healthcheck"]',
         'ENTRYPOINT ["tini", "--", "/app/scripts/entrypoint.sh"]',
         "PYTHONDONTWRITEBYTECODE=1",
         "PYTHONUNBUFFERED=1",
@@ -82,6 +82,7 @@ def test_dockerignore_is_an_allow_list() -> None:
     assert allowed == {
         "backend/apps/",
         "backend/config/",
+        "backend/runtime/",
         "backend/scripts/",
         "backend/manage.py",
         "backend/requirements/base.txt",
@@ -189,7 +190,7 @@ def test_ecs_task_definition_is_a_valid_register_request(role: str) -> None:
             "CMD",
             "python",
             "-m",
-            "apps.core.healthcheck",
+            "runtime.healthcheck",
         ]
 
 
@@ -684,9 +685,9 @@ PLATFORMS = {
 
 def _platform_budgets(platform: str, tmp_path: Path) -> list:
     """Each role's connection budget at the platform's shipped maxima."""
-    from apps.core.cpus import worker_count
     from apps.core.db.budget import ConnectionBudget, connections_per_container
-    from config.env import load
+    from runtime.cpus import worker_count
+    from runtime.env import load
     from tests.support.env import PRODUCTION_ENV
 
     budgets = []
@@ -843,7 +844,7 @@ def test_guide_compose_secrets_override_is_valid_and_complete(tmp_path) -> None:
     """The override matches the Compose spec, gives every app service each secret
     as a file (the plain variable emptied, so .env's value is unset), and loads with
     .env.example's other values: the files are read, nothing is refused."""
-    from config.env import load
+    from runtime.env import load
 
     override = _guide_compose_secrets_override()
     path = tmp_path / "docker-compose.secrets.yml"

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config import docs
-from config.env import REGISTRY, load
+from runtime.env import REGISTRY, docs, load
 from tests.support.env import clean_environ
 from tests.support.processes import run_python
 
@@ -49,7 +48,11 @@ def _env_reads() -> dict[str, set[str]]:
         r"(?:ENV|config)\[\s*[\"']([A-Z][A-Z0-9_]*)",
     ]
     found: dict[str, set[str]] = {}
-    for path in [*BACKEND.glob("config/*.py"), *BACKEND.glob("apps/**/*.py")]:
+    for path in [
+        *BACKEND.glob("config/*.py"),
+        *BACKEND.glob("runtime/**/*.py"),
+        *BACKEND.glob("apps/**/*.py"),
+    ]:
         text = path.read_text()
         for pattern in python_patterns:
             for name in re.findall(pattern, text):
@@ -73,7 +76,7 @@ def test_code_reads_no_variable_outside_the_registry() -> None:
         and name not in NOT_CONFIGURATION
         and name not in shell_builtins
     }
-    assert unknown == {}, "add these to config/env.py (and run make docs)"
+    assert unknown == {}, "add these to runtime/env/variables.py (and run make docs)"
 
 
 def _env_example() -> dict[str, str]:
@@ -98,7 +101,7 @@ def test_env_example_loads_while_every_host_is_local() -> None:
 def test_env_example_with_a_real_host_is_refused_naming_each_public_secret() -> None:
     """Its secrets are public: the first real host name makes each one an error."""
     env = clean_environ(**{**_env_example(), "ALLOWED_HOSTS": "inventory.example.com"})
-    result = run_python(["-m", "config.env"], env=env)
+    result = run_python(["-m", "runtime.env"], env=env)
     assert result.returncode == 1
     published = (
         "published in this project's files (.env.example, the guide, the "
@@ -123,7 +126,11 @@ PERCENT_CONVERSION = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdrfgix]")
 def _code_message_templates() -> list[str]:
     """Every string the code may print, its variable parts replaced by HOLE."""
     templates = []
-    for path in [*BACKEND.glob("config/*.py"), *BACKEND.glob("apps/**/*.py")]:
+    for path in [
+        *BACKEND.glob("config/*.py"),
+        *BACKEND.glob("runtime/**/*.py"),
+        *BACKEND.glob("apps/**/*.py"),
+    ]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.JoinedStr):  # implicit concatenation included
                 templates.append(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from config.env import REGISTRY
+from runtime.env import REGISTRY
 from tests.support.env import clean_environ
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -150,7 +150,7 @@ def test_image_user_and_contents(image_config: dict, container: str) -> None:
         "CMD",
         "python",
         "-m",
-        "apps.core.healthcheck",
+        "runtime.healthcheck",
     ]
     assert config["StopSignal"] == "SIGTERM"
     assert "5000/tcp" in config["ExposedPorts"]
@@ -395,7 +395,12 @@ def test_build_context_holds_only_what_the_image_needs(tmp_path: Path) -> None:
     }
     assert shipped, result.stdout
     assert not set(planted) & shipped
-    allowed = ("backend/apps/", "backend/config/", "backend/scripts/")
+    allowed = (
+        "backend/apps/",
+        "backend/config/",
+        "backend/runtime/",
+        "backend/scripts/",
+    )
     extra = {
         name
         for name in shipped

@@ -288,7 +288,7 @@ def test_compose_replaces_a_worker_whose_consumer_froze(stack: Stack) -> None:
             "worker",
             "python",
             "-m",
-            "apps.core.healthcheck",
+            "runtime.healthcheck",
             check=False,
             timeout=30,
         )

@@ -88,7 +88,7 @@ def test_every_task_definition_starts_healthy_and_stops_in_budget(
             mode = docker("exec", task.containers[role], "stat", "-c", "%a %U", "/tmp")
             assert mode.stdout.split() == ["1777", "root"]
             probe = docker(
-                "exec", task.containers[role], "python", "-m", "apps.core.healthcheck"
+                "exec", task.containers[role], "python", "-m", "runtime.healthcheck"
             )
             assert probe.stdout.startswith(f"healthy ({role})"), probe.stdout
 

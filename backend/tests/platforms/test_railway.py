@@ -146,7 +146,7 @@ def test_railway_services_deploy_as_railway_deploys_them(
     for role, container in others.items():
         deadline = time.monotonic() + 120
         while True:
-            probe = docker("exec", container, "python", "-m", "apps.core.healthcheck",
+            probe = docker("exec", container, "python", "-m", "runtime.healthcheck",
                            check=False)  # fmt: skip
             if probe.returncode == 0:
                 break

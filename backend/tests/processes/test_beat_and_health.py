@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.env import clean_environ
 from tests.support.net import free_port
-from tests.support.processes import WORKER_COMMAND
+from tests.support.processes import WORKER_COMMAND, run_python
 from tests.support.processes import healthcheck as run_healthcheck
 from tests.support.redis import RedisBehindProxy
 from tests.support.wait import wait_until
@@ -148,3 +148,18 @@ def test_beat_rides_out_a_redis_that_is_briefly_gone(
         assert beat.process.poll() is None, beat.output()
     finally:
         redis.cut()
+
+
+def test_healthcheck_old_command_runs_the_probe(tmp_path) -> None:
+    """`python -m apps.core.healthcheck`, the command of task definitions written
+    before the probe moved to runtime/, answers as the new one does (one release)."""
+    heartbeat = tmp_path / "celery-worker.heartbeat"
+    heartbeat.write_text(f"{time.time():.0f} consumed")
+    env = clean_environ(DEBUG="true", APP_ROLE="worker", HEARTBEAT_DIR=str(tmp_path))
+    for state, returncode in (("healthy", 0), ("unhealthy", 1)):
+        old = run_python(["-m", "apps.core.healthcheck"], env=env)
+        new = run_healthcheck(env)
+        assert (old.returncode, new.returncode) == (returncode, returncode), old
+        assert old.stdout.startswith(f"{state} (worker): heartbeat "), old.stdout
+        assert old.stdout.split(" is ")[0] == new.stdout.split(" is ")[0]
+        _make_stale(heartbeat)

@@ -14,7 +14,7 @@ import requests
 from celery import Celery
 
 from apps.core.redis.sentinel import celery_broker, sentinel_target
-from config.env import sentinels_parse
+from runtime.env import sentinels_parse
 from tests.support.processes import WORKER_COMMAND
 from tests.support.redis import SentinelSet
 from tests.support.wait import wait_until

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from apps.core.cpus import usable_cpus, worker_count
+from runtime.cpus import usable_cpus, worker_count
 from tests.support.env import PRODUCTION_ENV, UNREACHED_REDIS_URL, clean_environ
 from tests.support.processes import run_python
 

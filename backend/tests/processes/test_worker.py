@@ -166,7 +166,7 @@ def test_sigkill_of_the_whole_worker_redelivers_after_visibility_timeout(
 def test_request_id_reaches_the_task_log_lines(
     start_worker, send, redis_client
 ) -> None:
-    from apps.core.context import request_id_var
+    from runtime.context import request_id_var
 
     marker = uuid.uuid4().hex
     worker = start_worker()

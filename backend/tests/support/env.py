@@ -21,9 +21,9 @@ UNREACHED_REDIS_URL = "redis://redis.invalid:6379/0"
 
 def clean_environ(**overrides: str) -> dict[str, str]:
     """Return os.environ without any registry variable, plus overrides."""
-    from config.env import REGISTRY
+    from runtime.env import REGISTRY
 
-    # A secret's *_FILE form is configuration too (config/env.py).
+    # A secret's *_FILE form is configuration too (runtime/env/).
     names = {*REGISTRY, *(var.file_name for var in REGISTRY.values())}
     env = {k: v for k, v in os.environ.items() if k not in names}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -71,7 +71,7 @@ def run_python(
 
 def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the container HEALTHCHECK's command with `env`."""
-    return run_python(["-m", "apps.core.healthcheck"], env=env)
+    return run_python(["-m", "runtime.healthcheck"], env=env)
 
 
 def popen(argv: list[str], *, env: dict[str, str], **options: Any) -> subprocess.Popen:

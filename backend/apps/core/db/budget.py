@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-from apps.core.cpus import worker_count
-from config.env import Config
+from runtime.cpus import worker_count
+from runtime.env import Config
 
 # Readiness checks per gunicorn worker process that hold a connection at once.
 READINESS_CONNECTIONS = 2

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from apps.core.context import request_id_accept
-from apps.core.error_document import error_json
+from runtime.context import request_id_accept
+from runtime.error_document import error_json
 
 logger = logging.getLogger(__name__)
 

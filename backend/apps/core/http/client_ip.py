@@ -3,20 +3,7 @@
 from django.conf import settings
 from django.http import HttpRequest
 
-
-def client_ip_from(
-    *, remote_addr: str, forwarded_for: str, trusted_proxies: int
-) -> str:
-    """Return the right-most X-Forwarded-For hop not added by a trusted proxy.
-
-    Each trusted proxy appends the address it received the connection from, so with
-    N trusted proxies the client is the N-th entry from the right. Entries further
-    left are whatever the client chose to send and are never trusted.
-    """
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    if trusted_proxies <= 0 or not hops:
-        return remote_addr
-    return hops[-min(trusted_proxies, len(hops))]
+from runtime.client_ip import client_ip_from
 
 
 def client_ip(request: HttpRequest, *, trusted_proxies: int | None = None) -> str:

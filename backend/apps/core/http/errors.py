@@ -11,8 +11,8 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from apps.core.context import request_id_get
-from apps.core.error_document import error_document
+from runtime.context import request_id_get
+from runtime.error_document import error_document
 
 
 def error_body(*, code: str, message: str, details: Any = None) -> dict[str, Any]:

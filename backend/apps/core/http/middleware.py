@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 from django_prometheus import middleware as prometheus_middleware
 
-from apps.core.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
+from runtime.probes import LIVENESS_PATH, METRICS_PATH, READINESS_PATH
 
 PROBE_AND_METRICS_PATHS = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
 API_PATH_PREFIX = "/api/v1/"

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.http import HttpRequest, JsonResponse
 
-from apps.core.draining import drain_active
+from runtime.draining import drain_active
 
 logger = logging.getLogger(__name__)
 

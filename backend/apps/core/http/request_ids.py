@@ -1,6 +1,6 @@
 """Request ids: accepted from X-Request-ID when sane, made otherwise, and carried by
 every log line, error body and Celery task of the request (the id itself and its
-context variable: apps/core/context.py)."""
+context variable: runtime/context.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from apps.core.context import request_id_accept, request_id_var
 from apps.core.http.client_ip import client_ip
+from runtime.context import request_id_accept, request_id_var
 
 REQUEST_ID_HEADER = "X-Request-ID"
 

@@ -2,7 +2,7 @@
 
 django-redis logs the errors it ignores there (DJANGO_REDIS_LOGGER in
 config/settings.py) and so do the rate windows (apps/core/drf/rate_windows.py), so
-that one filter in LOGGING (apps/core/logging.py, which names this logger without
+that one filter in LOGGING (runtime/logging.py, which names this logger without
 importing it) reports an outage once per CACHE_ERROR_LOG_INTERVAL, not per request.
 """
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from config.env import Sentinels
+from runtime.env import Sentinels
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def _setup_logging(**kwargs: Any) -> None:
     """Keep the project's logging (JSON on stdout) instead of Celery's own."""
     from django.conf import settings
 
-    from apps.core.logging import configure_logging
+    from runtime.logging import configure_logging
 
     configure_logging(
         log_format=settings.LOG_FORMAT,
@@ -36,7 +36,7 @@ def _setup_logging(**kwargs: Any) -> None:
 
 @signals.before_task_publish.connect
 def _attach_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
-    from apps.core.context import request_id_get
+    from runtime.context import request_id_get
 
     if headers is None:
         return
@@ -50,7 +50,7 @@ def _attach_request_id(headers: dict[str, Any] | None = None, **kwargs: Any) -> 
 def _enter_task_context(
     task_id: str | None = None, task: Any = None, **kwargs: Any
 ) -> None:
-    from apps.core.context import request_id_var, task_id_var
+    from runtime.context import request_id_var, task_id_var
 
     request_id = getattr(task.request, "request_id", None) if task else None
     _tokens[task_id or ""] = (
@@ -61,7 +61,7 @@ def _enter_task_context(
 
 @signals.task_postrun.connect
 def _leave_task_context(task_id: str | None = None, **kwargs: Any) -> None:
-    from apps.core.context import request_id_var, task_id_var
+    from runtime.context import request_id_var, task_id_var
 
     tokens = _tokens.pop(task_id or "", None)
     if tokens:

@@ -53,8 +53,8 @@ def _serve_with_token(
     from prometheus_client import make_wsgi_app
     from prometheus_client.exposition import ThreadingWSGIServer
 
-    from apps.core.error_document import error_json
     from apps.core.http.metrics_auth import metrics_refusal
+    from runtime.error_document import error_json
 
     exposition = make_wsgi_app(registry)
 

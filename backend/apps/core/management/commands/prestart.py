@@ -30,7 +30,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.db.budget import connection_budget_compute
 from apps.core.management.commands import wait_for_dependencies
-from apps.core.runtime_files import role_file
+from runtime.files import role_file
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Command(BaseCommand):
         from apps.core.redis.roles import eviction_policies_read
 
         for policy in eviction_policies_read(
-            broker_url=settings.ENV["CELERY_BROKER_URL"],
+            broker_url=settings.BROKER_URL_OWN,
             redis_url=settings.REDIS_URL,
             timeout=settings.REDIS_SOCKET_TIMEOUT,
             sentinel=settings.REDIS_SENTINEL,
@@ -193,10 +193,10 @@ def needs_app_registry(role: str) -> bool:
 def main(argv: list[str]) -> None:
     """The entrypoint's way in: settings only, the app registry when a role needs it.
 
-    Settings are validated on import (config/env.py exits naming every bad
-    variable), exactly as under manage.py.
+    Settings are validated on import (runtime/env/ exits naming every bad
+    variable), exactly as under manage.py. The entrypoint exports
+    DJANGO_SETTINGS_MODULE, as manage.py and config/wsgi.py set it for theirs.
     """
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     settings.INSTALLED_APPS  # noqa: B018 - imports and validates the settings
     # --skip-checks: Django's system checks inspect the code (models, URLs), which
     # the build already checked (`manage.py check` in the tests); they would load

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from apps.core.runtime_files import consumed_file, heartbeat_file
+from runtime.files import consumed_file, heartbeat_file
 
 logger = logging.getLogger(__name__)
 

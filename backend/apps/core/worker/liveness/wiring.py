@@ -19,7 +19,6 @@ from typing import Any
 from celery import bootsteps, signals
 from kombu import Exchange, Queue
 
-from apps.core.runtime_files import heartbeat_file
 from apps.core.worker.liveness.watchdog import (
     CANARY_QUEUE_EXPIRES_WINDOWS,
     CANARY_TASK,
@@ -31,6 +30,7 @@ from apps.core.worker.liveness.watchdog import (
     heartbeat_write,
     watchdog_start,
 )
+from runtime.files import heartbeat_file
 
 
 def heartbeat_touch(role: str, reason: str = "tick") -> None:
@@ -163,7 +163,7 @@ class WorkerLiveness(bootsteps.StartStopStep):
 def _start_watchdog(role: str) -> None:
     from django.conf import settings
 
-    from apps.core.healthcheck import check_heartbeat
+    from runtime.healthcheck import check_heartbeat
 
     path = heartbeat_file(directory=settings.HEARTBEAT_DIR, role=role)
     stale = settings.HEARTBEAT_STALE_SECONDS

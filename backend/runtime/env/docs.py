@@ -1,7 +1,7 @@
 """Generate ENVIRONMENT_VARIABLES.md and .env.example from the variable registry.
 
-`make docs` (python -m config.docs) writes both files at the repository root; a test
-fails when either differs from what this module generates.
+`make docs` (python -m runtime.env.docs) writes both files at the repository root;
+a test fails when either differs from what this module generates.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from config.env import DATABASE_VARIABLES, GROUPS, LOCAL_HOSTS, VARIABLES, Var
+from runtime.env.schema import DATABASE_VARIABLES, LOCAL_HOSTS, Kind, Var
+from runtime.env.variables import GROUPS, VARIABLES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # A working local configuration for `docker compose up` (docker-compose.yml): no real
 # secret, plain HTTP on localhost, the compose services' host names.
@@ -100,17 +101,21 @@ def _show(value: Any) -> str:
 
 
 def _type(var: Var) -> str:
-    if var.kind == "choice":
+    if var.kind is Kind.CHOICE:
         return "one of " + ", ".join(f"`{c}`" for c in var.choices)
-    if var.kind == "url":
+    if var.kind is Kind.URL:
         return "URL (" + ", ".join(f"`{s}://`" for s in var.schemes) + ")"
     bounds = []
     if var.minimum is not None:
         bounds.append(f"≥ {var.minimum:g}")
     if var.maximum is not None:
         bounds.append(f"≤ {var.maximum:g}")
-    names = {"str": "string", "secret": "secret string", "list": "comma-separated list"}
-    base = names.get(var.kind, var.kind)
+    names = {
+        Kind.STR: "string",
+        Kind.SECRET: "secret string",
+        Kind.LIST: "comma-separated list",
+    }
+    base = names.get(var.kind, var.kind.value)
     return f"{base} ({', '.join(bounds)})" if bounds else base
 
 
@@ -127,10 +132,12 @@ def environment_variables_md() -> str:
     lines = [
         "# Environment variables",
         "",
-        "<!-- Generated from backend/config/env.py by `make docs`; do not edit. -->",
+        "<!-- Generated from backend/runtime/env/variables.py by `make docs`; "
+        "do not edit. -->",
         "",
         "Every variable the backend reads, declared once in",
-        "`backend/config/env.py`. Production is the default (`DEBUG` unset or",
+        "`backend/runtime/env/variables.py`. Production is the default "
+        "(`DEBUG` unset or",
         "false): at start the process validates all of them and, if any is missing",
         "or wrong, prints one block naming each and exits with status 1. Booleans",
         "accept true/false/1/0/yes/no in any case. With `DEBUG=true` and nothing",
@@ -154,7 +161,7 @@ def environment_variables_md() -> str:
             debug_default = (
                 "" if var.debug_default is None else _show(var.debug_default)
             )
-            if var.kind == "secret" and var.debug_default is not None:
+            if var.kind is Kind.SECRET and var.debug_default is not None:
                 debug_default = "(a development key)"
             doc = var.doc
             if var.sensitive:
@@ -181,7 +188,8 @@ def env_example() -> str:
     """Return a working .env for `docker compose up`, every variable listed."""
     lines = [
         "# Local configuration for `docker compose up` (cp .env.example .env).",
-        "# Generated from backend/config/env.py by `make docs`; no value here is a",
+        "# Generated from backend/runtime/env/variables.py by `make docs`; "
+        "no value here is a",
         "# real secret. Commented lines show the defaults; ENVIRONMENT_VARIABLES.md",
         "# explains each variable.",
         "#",

@@ -7,8 +7,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from apps.core.http.client_ip import client_ip_from
-from apps.core.probes import PROBE_PATHS
+from runtime.client_ip import client_ip_from
+from runtime.probes import PROBE_PATHS
 
 
 class JsonAccessLogger(Logger):
