@@ -22,33 +22,23 @@ from tests.support.import_layers import (
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 
 
-def _report(problems: list[str]) -> str:
-    return "\n".join(problems)
-
-
-def test_apps_never_import_config() -> None:
-    problems = apps_import_config(BACKEND_DIR)
-    assert not problems, _report(problems)
-
-
-def test_runtime_imports_neither_apps_nor_config() -> None:
-    problems = runtime_imports_upward(BACKEND_DIR)
-    assert not problems, _report(problems)
-
-
-def test_runtime_has_no_import_time_django_import() -> None:
-    problems = runtime_imports_django_at_import_time(BACKEND_DIR)
-    assert not problems, _report(problems)
-
-
-def test_runtime_imports_without_loading_django() -> None:
-    problems = runtime_loads_django(BACKEND_DIR)
-    assert not problems, _report(problems)
-
-
-def test_no_import_cycle() -> None:
-    problems = import_cycles(BACKEND_DIR)
-    assert not problems, _report(problems)
+@pytest.mark.parametrize(
+    "rule",
+    [
+        apps_import_config,
+        runtime_imports_upward,
+        runtime_imports_django_at_import_time,
+        runtime_loads_django,
+        import_cycles,
+    ],
+    ids=lambda rule: rule.__name__,
+)
+def test_the_layers_import_one_way(rule) -> None:
+    """apps/ never imports config; runtime/ imports neither apps nor config, nor
+    Django at import time (checked in the source and in a fresh interpreter); no
+    import cycle anywhere."""
+    problems = rule(BACKEND_DIR)
+    assert not problems, "\n".join(problems)
 
 
 # The checker itself, on synthetic trees.

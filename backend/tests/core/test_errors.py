@@ -7,6 +7,8 @@ import logging
 import pytest
 from django.test import Client, override_settings
 
+from tests.support.http import error_body
+
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.core.error_urls")]
 
 
@@ -24,14 +26,11 @@ def test_500_is_json_with_request_id_and_no_traceback(
         response = client.get(path, HTTP_X_REQUEST_ID="trace-500-abcdef")
     assert response.status_code == 500
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {
-        "error": {
-            "code": "server_error",
-            "message": "Internal server error.",
-            "details": {},
-        },
-        "request_id": "trace-500-abcdef",
-    }
+    assert response.json() == error_body(
+        code="server_error",
+        message="Internal server error.",
+        request_id="trace-500-abcdef",
+    )
     body = response.content.decode()
     assert "Traceback" not in body
     assert "secret detail" not in body
@@ -44,14 +43,11 @@ def test_500_is_json_with_request_id_and_no_traceback(
 def test_unauthenticated_api_call_is_401_json(client: Client) -> None:
     response = client.post("/api/needs-auth/", HTTP_X_REQUEST_ID="trace-401-abcdef")
     assert response.status_code == 401
-    assert response.json() == {
-        "error": {
-            "code": "not_authenticated",
-            "message": "Authentication credentials were not provided.",
-            "details": {},
-        },
-        "request_id": "trace-401-abcdef",
-    }
+    assert response.json() == error_body(
+        code="not_authenticated",
+        message="Authentication credentials were not provided.",
+        request_id="trace-401-abcdef",
+    )
 
 
 def test_unknown_path_is_404_json(client: Client) -> None:

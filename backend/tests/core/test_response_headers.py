@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
+from tests.support.http import error_body
+
 pytestmark = pytest.mark.django_db
 
 ADMIN_CSP = (
@@ -27,14 +29,11 @@ def test_unsafe_methods_on_probe_paths_get_the_json_error_body(
     assert response.status_code == 405
     assert response["Content-Type"] == "application/json"
     assert response["Allow"] == "GET, HEAD"
-    assert response.json() == {
-        "error": {
-            "code": "method_not_allowed",
-            "message": "Method not allowed.",
-            "details": {},
-        },
-        "request_id": "probe-post-0001",
-    }
+    assert response.json() == error_body(
+        code="method_not_allowed",
+        message="Method not allowed.",
+        request_id="probe-post-0001",
+    )
 
 
 def test_authenticated_api_responses_are_not_stored(

@@ -33,3 +33,11 @@ def wait_http(
             pass
         time.sleep(interval)
     raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def error_body(*, code: str, message: str, request_id: str | None) -> dict:
+    """The project's JSON error body as an answer without details carries it."""
+    return {
+        "error": {"code": code, "message": message, "details": {}},
+        "request_id": request_id,
+    }
