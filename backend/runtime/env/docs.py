@@ -88,6 +88,15 @@ PLATFORM_NOTES = """\
 """
 
 
+def _groups_in_order() -> list[tuple[str, list[Var]]]:
+    """Each group's title and variables in the documents' order, empty ones left out."""
+    grouped = [
+        (title, [var for var in VARIABLES if var.group == group])
+        for group, title in GROUPS.items()
+    ]
+    return [(title, members) for title, members in grouped if members]
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "—"
@@ -146,10 +155,7 @@ def environment_variables_md() -> str:
         "changes then.",
         "",
     ]
-    for group, title in GROUPS.items():
-        members = [v for v in VARIABLES if v.group == group]
-        if not members:
-            continue
+    for title, members in _groups_in_order():
         lines += [
             f"## {title}",
             "",
@@ -199,10 +205,7 @@ def env_example() -> str:
         "# Lines marked LOCAL ONLY or PUBLIC say what to change before going live.",
         "",
     ]
-    for group, title in GROUPS.items():
-        members = [v for v in VARIABLES if v.group == group]
-        if not members:
-            continue
+    for title, members in _groups_in_order():
         lines.append(f"# --- {title} ---")
         for var in members:
             lines.append(f"# {var.doc}")
