@@ -39,9 +39,11 @@ def _queues_and_schedule(sender: Celery, **kwargs: Any) -> None:
     module may still be loading (one that star-imports config.settings, as a
     test's does), and reading app.conf then would read it half-built. The first
     read of app.conf, by the worker, beat or a sender, configures the app and
-    runs this before the value is returned. A value set on app.conf before that
-    (tests.beat_app's own schedule) is kept, as it replaced these when they were
-    set at import.
+    runs this before the value is returned. Queues or a schedule already given
+    in the settings (CELERY_TASK_QUEUES, CELERY_BEAT_SCHEDULE) are kept; a module
+    that sets app.conf.beat_schedule after importing the app (the test beat app,
+    tests/support/beat_app.py) replaces this one, as it did when it was set at
+    import.
     """
     queues = sender.conf.worker_queues
     if not sender.conf.task_queues:

@@ -7,6 +7,6 @@
   bootstep, signals, beat's canary entries).
 - beat.py: beat's scheduler, whose every tick is beat's heartbeat.
 
-The container probe that reads the heartbeat files is apps/core/healthcheck.py; the
+The container probe that reads the heartbeat files is runtime/healthcheck.py; the
 canary task itself is `core.canary` in apps/core/tasks.py.
 """
