@@ -3,7 +3,12 @@
 Not a container test, but as long as one: it runs with the platform tests so that
 `make test` stays short. After each cut, every worker consumes a canary within 60 s
 or exits by its watchdog and is replaced (here by the test, as a restart policy
-would); every task published throughout runs exactly once.
+would); every task published throughout runs exactly once, except a task delivered
+to a worker in the instant its connection is cut. kombu's Redis transport takes a
+message off the queue with BRPOP and records it as unacknowledged only once the reply
+has arrived: a reply lost with the connection loses its message (at most one per
+worker connection per cut; the likely cause of one CI failure, 2026-12-05). Such a
+task was published just before a cut, and that is all the test tolerates.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.slow
 
 CUTS = 3
+# A task published this long before a cut may be the one in flight when it came.
+IN_FLIGHT_SECONDS = 1.0
 CUT_SECONDS = 30
 CONSUME_WITHIN = 60
 # Short enough that a task whose ack was lost in a cut comes back within the test.
@@ -73,11 +80,14 @@ def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
     # The web side keeps publishing straight to Redis (it is not cut off).
     sender = Celery(broker=direct)
     published: list[int] = []
+    published_at: dict[int, float] = {}
+    cuts: list[float] = []
     stop_publishing = threading.Event()
 
     def publish() -> None:
         n = 0
         while not stop_publishing.wait(0.2):
+            published_at[n] = time.time()
             sender.send_task(
                 "tests.record_run",
                 kwargs={"marker": marker, "n": n, "url": direct},
@@ -92,6 +102,7 @@ def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
     try:
         for _ in range(CUTS):
             time.sleep(5)
+            cuts.append(time.time())
             proxy.stop()
             time.sleep(CUT_SECONDS)
             proxy = TcpProxy(port, listen).start()
@@ -122,16 +133,29 @@ def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
         stop_publishing.set()
         publisher.join(timeout=10)
 
+        def in_flight_at_a_cut(n: int) -> bool:
+            return any(
+                cut - IN_FLIGHT_SECONDS <= published_at[n] <= cut for cut in cuts
+            )
+
+        def ran() -> list[int]:
+            return [int(n) for n in client.lrange(f"test:{marker}:runs", 0, -1)]
+
         def all_ran() -> bool:
-            return client.llen(f"test:{marker}:runs") >= len(published)
+            done = set(ran())
+            return all(n in done or in_flight_at_a_cut(n) for n in published)
 
         # A task whose ack was lost in a cut comes back after the visibility timeout.
         wait_until(all_ran, 120, "every published task to run")
         time.sleep(int(SHORT_LIMITS["CELERY_VISIBILITY_TIMEOUT"]) + 5)
-        runs = sorted(int(n) for n in client.lrange(f"test:{marker}:runs", 0, -1))
+        runs = ran()
+        lost = sorted(set(published) - set(runs))
         print(f"\nafter each cut, seconds to a canary per worker: {figures}")
-        print(f"{len(published)} tasks published, {len(runs)} runs")
-        assert runs == sorted(published), "lost or duplicated tasks"
+        print(f"{len(published)} tasks published, {len(runs)} runs, lost {lost}")
+        assert len(runs) == len(set(runs)), "duplicated tasks"
+        assert set(runs) <= set(published)
+        assert all(in_flight_at_a_cut(n) for n in lost), "lost outside a cut"
+        assert len(lost) <= CUTS * len(workers), lost
     finally:
         stop_publishing.set()
         proxy.stop()
