@@ -3,12 +3,14 @@
 Not a container test, but as long as one: it runs with the platform tests so that
 `make test` stays short. After each cut, every worker consumes a canary within 60 s
 or exits by its watchdog and is replaced (here by the test, as a restart policy
-would); every task published throughout runs exactly once, except a task delivered
-to a worker in the instant its connection is cut. kombu's Redis transport takes a
-message off the queue with BRPOP and records it as unacknowledged only once the reply
-has arrived: a reply lost with the connection loses its message (at most one per
-worker connection per cut; the likely cause of one CI failure, 2026-12-05). Such a
-task was published just before a cut, and that is all the test tolerates.
+would); every task published throughout runs exactly once, except the task a
+worker's connection carried when it was cut. Two CI runs of 2026-12-05 showed both
+kinds: one lost (kombu's Redis transport takes a message off the queue with BRPOP and
+records it as unacknowledged only once the reply has arrived, so a reply lost with
+the connection loses the message) and one run twice (with acks late, a task whose
+ack is lost in the cut is delivered again after the visibility timeout). The test
+tolerates exactly that: a lost or twice-run task was published shortly before a cut,
+at most one of each per worker per cut.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 CUTS = 3
 # A task published this long before a cut may be the one in flight when it came.
-IN_FLIGHT_SECONDS = 1.0
+IN_FLIGHT_SECONDS = 5.0
 CUT_SECONDS = 30
 CONSUME_WITHIN = 60
 # Short enough that a task whose ack was lost in a cut comes back within the test.
@@ -152,10 +154,13 @@ def test_every_worker_consumes_again_after_each_of_three_redis_cuts(
         lost = sorted(set(published) - set(runs))
         print(f"\nafter each cut, seconds to a canary per worker: {figures}")
         print(f"{len(published)} tasks published, {len(runs)} runs, lost {lost}")
-        assert len(runs) == len(set(runs)), "duplicated tasks"
+        twice = sorted(n for n in set(runs) if runs.count(n) > 1)
+        print(f"run twice {twice}")
         assert set(runs) <= set(published)
-        assert all(in_flight_at_a_cut(n) for n in lost), "lost outside a cut"
+        assert all(runs.count(n) <= 2 for n in twice), "run more than twice"
+        assert all(in_flight_at_a_cut(n) for n in lost + twice), "outside a cut"
         assert len(lost) <= CUTS * len(workers), lost
+        assert len(twice) <= CUTS * len(workers), twice
     finally:
         stop_publishing.set()
         proxy.stop()
