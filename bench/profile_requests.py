@@ -64,28 +64,23 @@ def main() -> int:
     }
     expected = "200"
     body = b""
-    if REQUEST == "reserve":
-        run.sku_reset(sku=run.WRITE_SKU, stock=run.WRITE_STOCK, gate=True)
-        body = json.dumps({"sku": run.WRITE_SKU, "quantity": 1}).encode()
+    # A reservation POST: accepted (stock never sold out, a fresh Idempotency-Key
+    # each), or refused (the hot SKU sold out: the gate refuses before any database
+    # work; no key, as in `make bench`'s hot-SKU runs).
+    posts = {
+        "reserve": (run.WRITE_SKU, run.WRITE_STOCK, "201"),
+        "refuse": (run.HOT_SKU, 0, "409"),
+    }
+    if REQUEST in posts:
+        sku, stock, expected = posts[REQUEST]
+        run.sku_reset(sku=sku, stock=stock, gate=True)
+        body = json.dumps({"sku": sku, "quantity": 1}).encode()
         environ.update(
             REQUEST_METHOD="POST",
             PATH_INFO="/api/v1/reservations/",
             CONTENT_TYPE="application/json",
             CONTENT_LENGTH=str(len(body)),
         )
-        expected = "201"
-    elif REQUEST == "refuse":
-        # The hot SKU sold out: the gate refuses before any database work (a buyer
-        # without an Idempotency-Key, as in `make bench`'s hot-SKU runs).
-        run.sku_reset(sku=run.HOT_SKU, stock=0, gate=True)
-        body = json.dumps({"sku": run.HOT_SKU, "quantity": 1}).encode()
-        environ.update(
-            REQUEST_METHOD="POST",
-            PATH_INFO="/api/v1/reservations/",
-            CONTENT_TYPE="application/json",
-            CONTENT_LENGTH=str(len(body)),
-        )
-        expected = "409"
     statuses: list[str] = []
     sent = iter(range(10**9))
 
