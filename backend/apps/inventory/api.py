@@ -20,6 +20,7 @@ from apps.inventory.serializers import (
     ReservationCreateInput,
     ReservationOutput,
     RestockInput,
+    reservation_document,
 )
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,255}$"
@@ -165,7 +166,7 @@ class ReservationCreate(GenericAPIView):
         # A replay answers exactly as the first request did.
         headers = {} if result.created else {"Idempotent-Replayed": "true"}
         return Response(
-            ReservationOutput(result.reservation).data,
+            reservation_document(result.reservation),
             status=status.HTTP_201_CREATED,
             headers=headers,
         )
@@ -182,7 +183,7 @@ class ReservationDetail(GenericAPIView):
         reservation = selectors.reservation_get(
             reservation_id=reservation_id, viewer=request.user
         )
-        return Response(ReservationOutput(reservation).data)
+        return Response(reservation_document(reservation))
 
 
 class ReservationConfirm(GenericAPIView):
@@ -197,7 +198,7 @@ class ReservationConfirm(GenericAPIView):
         reservation = services.reservation_confirm(
             reservation_id=reservation_id, actor=request.user
         )
-        return Response(ReservationOutput(reservation).data)
+        return Response(reservation_document(reservation))
 
 
 class ReservationCancel(GenericAPIView):
@@ -212,4 +213,4 @@ class ReservationCancel(GenericAPIView):
         reservation = services.reservation_cancel(
             reservation_id=reservation_id, actor=request.user
         )
-        return Response(ReservationOutput(reservation).data)
+        return Response(reservation_document(reservation))

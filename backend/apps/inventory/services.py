@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.db.models import (
     BooleanField,
     Count,
@@ -29,9 +29,10 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import Now
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from apps.core.db.compiled import CompiledQuery
+from apps.core.db.compiled import CompiledInsert, CompiledQuery, update_query
 from apps.inventory import gate, metrics
 from apps.inventory.errors import (
     ConfirmNotAllowed,
@@ -115,6 +116,45 @@ def stock_restock(
     return product_get(sku=sku, include_inactive=True)
 
 
+# Where the compiled UPDATEs below take each call's values: distinct, positive (a
+# negative one would be outside a PositiveIntegerField's range, and Django drops a
+# comparison that cannot fail) and within a 32-bit integer.
+_STOCK_PLACEHOLDERS = {
+    "product_id": 0x7EADBE01,
+    "on_hand_delta": 0x7EADBE02,
+    "reserved_delta": 0x7EADBE03,
+    "available_needed": 0x7EADBE04,
+    "reserved_needed": 0x7EADBE05,
+}
+
+
+def _stock_update_rows(
+    product_id: int,
+    on_hand_delta: int | None = None,
+    reserved_delta: int | None = None,
+    available_needed: int | None = None,
+    reserved_needed: int | None = None,
+) -> UpdateQuery:
+    """The UPDATE of one stock row: each given delta applied, each given need
+    checked (see `_stock_update`)."""
+    rows = Stock.objects.filter(product_id=product_id)
+    if available_needed is not None:
+        rows = rows.filter(on_hand__gte=F("reserved") + available_needed)
+    if reserved_needed is not None:
+        rows = rows.filter(reserved__gte=reserved_needed)
+    changes = {}
+    if on_hand_delta is not None:
+        changes["on_hand"] = F("on_hand") + on_hand_delta
+    if reserved_delta is not None:
+        changes["reserved"] = F("reserved") + reserved_delta
+    return update_query(rows, **changes)
+
+
+# One compiled UPDATE per shape of change (which deltas, which checks), made when
+# first needed: a few shapes exist (reserve, release, confirm, restock).
+_STOCK_UPDATES: dict[frozenset[str], CompiledQuery] = {}
+
+
 def _stock_update(*, product_id: int, on_hand_delta: int, reserved_delta: int) -> bool:
     """Change one stock row by the deltas unless that breaks its CHECK constraints;
     return whether it changed.
@@ -126,19 +166,30 @@ def _stock_update(*, product_id: int, on_hand_delta: int, reserved_delta: int) -
     both. It locks the stock row, which every buyer of the SKU queues on, until the
     transaction ends.
     """
-    rows = Stock.objects.filter(product_id=product_id)
+    values = {"product_id": product_id}
     if reserved_delta > on_hand_delta:
-        rows = rows.filter(
-            on_hand__gte=F("reserved") + (reserved_delta - on_hand_delta)
-        )
+        values["available_needed"] = reserved_delta - on_hand_delta
     if reserved_delta < 0:
-        rows = rows.filter(reserved__gte=-reserved_delta)
-    changes = {}
+        values["reserved_needed"] = -reserved_delta
     if on_hand_delta:
-        changes["on_hand"] = F("on_hand") + on_hand_delta
+        values["on_hand_delta"] = on_hand_delta
     if reserved_delta:
-        changes["reserved"] = F("reserved") + reserved_delta
-    return rows.update(**changes) == 1
+        values["reserved_delta"] = reserved_delta
+    shape = frozenset(values)
+    statement = _STOCK_UPDATES.get(shape)
+    if statement is None:
+        statement = _STOCK_UPDATES.setdefault(
+            shape,
+            CompiledQuery(
+                _stock_update_rows,
+                **{name: _STOCK_PLACEHOLDERS[name] for name in shape},
+            ),
+        )
+    return statement.rowcount(using=router.db_for_write(Stock), **values) == 1
+
+
+_RESERVATION_INSERT = CompiledInsert(Reservation)
+_MOVEMENT_INSERT = CompiledInsert(StockMovement)
 
 
 def _stock_move(
@@ -166,14 +217,17 @@ def _stock_move(
 
     def record() -> StockMovement:
         owner = reservation() if callable(reservation) else reservation
-        return StockMovement.objects.create(
-            product_id=product_id,
-            kind=kind,
-            quantity=quantity,
-            on_hand_delta=on_hand_delta,
-            reserved_delta=reserved_delta,
-            reservation=owner,
-            actor=actor,
+        return _MOVEMENT_INSERT.save(
+            StockMovement(
+                product_id=product_id,
+                kind=kind,
+                quantity=quantity,
+                on_hand_delta=on_hand_delta,
+                reserved_delta=reserved_delta,
+                reservation=owner,
+                actor=actor,
+            ),
+            using=router.db_for_write(StockMovement),
         )
 
     movement = record() if update_last else None
@@ -357,13 +411,16 @@ def _reservation_record(
     fingerprint: str,
 ) -> Reservation:
     """Write the reservation row (its stock change and ledger row: `_stock_move`)."""
-    return Reservation.objects.create(
-        product=product,
-        owner=owner,
-        quantity=quantity,
-        expires_at=expires_at,
-        idempotency_key=idempotency_key or None,
-        request_fingerprint=fingerprint,
+    return _RESERVATION_INSERT.save(
+        Reservation(
+            product=product,
+            owner=owner,
+            quantity=quantity,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key or None,
+            request_fingerprint=fingerprint,
+        ),
+        using=router.db_for_write(Reservation),
     )
 
 
