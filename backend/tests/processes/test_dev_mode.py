@@ -24,6 +24,15 @@ held = result.reservation.expires_at - result.reservation.created_at
 print("reserved", result.reservation.quantity, round(held.total_seconds()))
 services.reservation_confirm(reservation_id=result.reservation.id, actor=user)
 print("confirmed")
+# A client's Idempotency-Key: the retry answers with the first reservation.
+first = services.reservation_create(
+    owner=user, sku="DEV-1", quantity=1, idempotency_key="dev-key"
+)
+retry = services.reservation_create(
+    owner=user, sku="DEV-1", quantity=1, idempotency_key="dev-key"
+)
+same = retry.reservation.id == first.reservation.id
+print("keyed", first.created, retry.created, same)
 """
 
 
@@ -35,4 +44,9 @@ def test_reservation_flow_on_sqlite(tmp_path: Path) -> None:
     assert migrated.returncode == 0, migrated.stderr
     flow = run_python(["manage.py", "shell", "-c", FLOW], env=env, timeout=120)
     assert flow.returncode == 0, flow.stderr
-    assert flow.stdout.split("\n")[-3:] == ["reserved 2 60", "confirmed", ""]
+    assert flow.stdout.split("\n")[-4:] == [
+        "reserved 2 60",
+        "confirmed",
+        "keyed True False True",
+        "",
+    ]
