@@ -226,8 +226,7 @@ def _stock_move(
                 reserved_delta=reserved_delta,
                 reservation=owner,
                 actor=actor,
-            ),
-            using=router.db_for_write(StockMovement),
+            )
         )
 
     movement = record() if update_last else None
@@ -424,7 +423,6 @@ def _reservation_record(
             idempotency_key=idempotency_key or None,
             request_fingerprint=fingerprint,
         ),
-        using=router.db_for_write(Reservation),
     )
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections, router, transaction
 from django.db.models import Model, QuerySet, signals
 from django.db.models.sql import InsertQuery, Query, UpdateQuery
 
@@ -56,6 +56,19 @@ def update_query(queryset: QuerySet[Any], **changes: Any) -> UpdateQuery:
     return query
 
 
+def _compiled_once[K, V](
+    cache: dict[K, V], key: K, lock: threading.Lock, compile_: Callable[[], V]
+) -> V:
+    """`cache[key]`, compiled on first use; threads racing for it compile it once."""
+    found = cache.get(key)
+    if found is None:
+        with lock:
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = compile_()
+    return found
+
+
 class CompiledQuery:
     """A statement compiled once per connection, run with new values.
 
@@ -74,14 +87,12 @@ class CompiledQuery:
         self._lock = threading.Lock()
 
     def _statement(self, alias: str) -> _Statement:
-        connection = connections[alias]
-        cache_key = (alias, connection.vendor)
-        statement = self._statements.get(cache_key)
-        if statement is None:
-            with self._lock:
-                statement = self._statements.get(cache_key) or self._compile(alias)
-                self._statements[cache_key] = statement
-        return statement
+        return _compiled_once(
+            self._statements,
+            (alias, connections[alias].vendor),
+            self._lock,
+            lambda: self._compile(alias),
+        )
 
     def _compile(self, alias: str) -> _Statement:
         built = self._build(**self._placeholders)
@@ -156,15 +167,13 @@ class CompiledInsert:
         self._lock = threading.Lock()
 
     def _insert(self, alias: str, instance: Model) -> _Insert:
-        connection = connections[alias]
         # An auto primary key is left out of the INSERT unless the instance has one.
-        cache_key = (alias, connection.vendor, instance.pk is None)
-        insert = self._inserts.get(cache_key)
-        if insert is None:
-            with self._lock:
-                insert = self._inserts.get(cache_key) or self._compile(alias, instance)
-                self._inserts[cache_key] = insert
-        return insert
+        return _compiled_once(
+            self._inserts,
+            (alias, connections[alias].vendor, instance.pk is None),
+            self._lock,
+            lambda: self._compile(alias, instance),
+        )
 
     def _compile(self, alias: str, instance: Model) -> _Insert:
         meta = self._model._meta
@@ -192,9 +201,11 @@ class CompiledInsert:
             raise TypeError("only plain values compile: one placeholder per field")
         return _Insert(sql=sql, fields=fields, returning=returning)
 
-    def save(self, instance: Model, *, using: str = "default") -> Model:
-        """INSERT `instance` (a new one) and return it, saved."""
+    def save(self, instance: Model, *, using: str | None = None) -> Model:
+        """INSERT `instance` (a new one) and return it, saved; on the database the
+        router chooses for writing it unless `using` names one (as Model.save)."""
         model = self._model
+        using = using or router.db_for_write(model, instance=instance)
         if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(
             model
         ):
