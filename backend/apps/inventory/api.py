@@ -20,6 +20,7 @@ from apps.inventory.serializers import (
     ReservationCreateInput,
     ReservationOutput,
     RestockInput,
+    reservation_create_input,
     reservation_document,
 )
 
@@ -158,10 +159,10 @@ class ReservationCreate(GenericAPIView):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
             raise InvalidIdempotencyKey()
-        data = ReservationCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
         result = services.reservation_create(
-            owner=request.user, idempotency_key=key, **data.validated_data
+            owner=request.user,
+            idempotency_key=key,
+            **reservation_create_input(request.data),
         )
         # A replay answers exactly as the first request did.
         headers = {} if result.created else {"Idempotent-Replayed": "true"}
