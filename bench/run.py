@@ -391,7 +391,7 @@ def hot_sku_run(port: int, tokens: list[str], *, stock: int) -> dict[str, float]
             "body": json.dumps({"sku": HOT_SKU, "quantity": 1}),
         }
     )
-    out = subprocess.run(
+    load = subprocess.Popen(
         [
             "wrk",
             f"-t{threads}",
@@ -402,11 +402,14 @@ def hot_sku_run(port: int, tokens: list[str], *, stock: int) -> dict[str, float]
             str(script),
             f"http://127.0.0.1:{port}/api/v1/reservations/",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=HOT_SECONDS + 60,
-    ).stdout
+    )
+    time.sleep(HOT_SECONDS / 2)
+    split = connections_per_worker(port)
+    out, _ = load.communicate(timeout=HOT_SECONDS + 60)
+    if load.returncode:
+        raise RuntimeError(f"wrk exited {load.returncode}: {out}")
     statuses, socket_errors, timing = wrk_script_answers(out)
     # wrk stops at its deadline with requests in flight; the server still answers
     # them. Let them finish before reading the stock, and before the next run's
@@ -431,7 +434,27 @@ def hot_sku_run(port: int, tokens: list[str], *, stock: int) -> dict[str, float]
         "attempts_per_s": timing["rps"],
         "p50_ms": timing["p50_ms"],
         "p99_ms": timing["p99_ms"],
+        # The keep-alive connections the busiest gunicorn worker held mid-run: the
+        # kernel hands each new connection to whichever worker accepts first, and a
+        # connection stays with it (bench/README.md, "The refusal path's tail").
+        "busiest_worker_connections": split[0] if split else 0,
     }
+
+
+def connections_per_worker(port: int) -> list[int]:
+    """Established connections to the server's port, counted per process, most first."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    held: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        held[pid] = held.get(pid, 0) + 1
+    split = sorted(held.values(), reverse=True)
+    log(f"connections per worker mid-run: {split}")
+    return split
 
 
 def hot_sku(tokens: list[str]) -> dict:
@@ -673,8 +696,8 @@ def table(r: dict) -> str:
         "",
         "| Hot SKU (stock 1,000, 64 buyers, "
         f"{HOT_SECONDS} s) | accepted | rejected | oversold | errors "
-        "| attempts/s | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| attempts/s | p50 ms | p99 ms | busiest worker's connections |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label in ("gate", "database_only", "sold_out"):
         if label not in r["hot_sku"]:  # results recorded before the sold-out run
@@ -683,9 +706,20 @@ def table(r: dict) -> str:
         rows.append(
             f"| {label.replace('_', ' ')} | {h['accepted']:.0f} | {h['rejected']:.0f} "
             f"| {h['oversold']:.0f} | {h['errors']:.0f} | {h['attempts_per_s']:.0f} "
-            f"| {h['p50_ms']:.1f} | {h['p99_ms']:.1f} |"
+            f"| {h['p50_ms']:.1f} | {h['p99_ms']:.1f} "
+            f"| {h.get('busiest_worker_connections', float('nan')):.0f} |"
         )
-    rows.append(f"| gate speed-up | {r['hot_sku']['gate_speedup']:.2f}x | | | | | | |")
+    rows.append(
+        f"| gate speed-up | {r['hot_sku']['gate_speedup']:.2f}x | | | | | | | |"
+    )
+    if "sold_out" in r["hot_sku"]:
+        # A closed loop of HOT_CLIENTS clients: Little's law gives the mean latency.
+        sold_out = r["hot_sku"]["sold_out"]
+        little_ms = HOT_CLIENTS / sold_out["attempts_per_s"] * 1000
+        rows.append(
+            "| sold out: p99 / Little's-law mean "
+            f"| {sold_out['p99_ms'] / little_ms:.2f}x | | | | | | | |"
+        )
     rows += [
         "",
         f"Cold start (entrypoint to /health/ 200): {r['cold_start']['seconds']:.2f} s "
