@@ -71,9 +71,9 @@ def gc_pauses_record() -> None:
 
 def gc_pauses_publish() -> None:
     """Publish the pauses measured since the last call (after each request)."""
-    while True:
+    while _unpublished:  # most requests: empty, one check
         try:
             generation, seconds = _unpublished.popleft()
-        except IndexError:
+        except IndexError:  # another thread took the last one
             return
         gc_pause_seconds.labels(generation=str(generation)).observe(seconds)
