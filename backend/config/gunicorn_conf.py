@@ -128,12 +128,17 @@ def pre_fork(server, worker) -> None:
 
 def post_fork(server, worker) -> None:
     # Imported here, in the worker: the frozen-objects gauge belongs to the process
-    # that creates it (see the module).
-    from runtime.gc_pauses import gc_frozen_report, gc_pauses_record
+    # that creates it (see the module). Metrics never stop a worker from booting: a
+    # worker that fails here exits with a boot error, and gunicorn then stops the
+    # whole server (a full /dev/shm on a max_requests respawn would do it).
+    try:
+        from runtime.gc_pauses import gc_frozen_report, gc_pauses_record
 
-    gc_frozen_report()
-    if ENV["GUNICORN_WORKER_CLASS"] == "gthread":
-        gc_pauses_record()  # published by post_request, which only gthread calls
+        gc_frozen_report()
+        if ENV["GUNICORN_WORKER_CLASS"] == "gthread":
+            gc_pauses_record()
+    except Exception:  # reported; the worker serves without these metrics
+        server.log.exception("garbage collection metrics unavailable")
 
 
 def _close_database_connections() -> None:
@@ -199,10 +204,13 @@ def pre_request(worker, req) -> None:
         req.force_close()
 
 
-def post_request(worker, req, environ, resp) -> None:
-    from runtime.gc_pauses import gc_pauses_publish
+if ENV["GUNICORN_WORKER_CLASS"] == "gthread":
+    # The pauses post_fork records are published after each request (uvicorn's worker
+    # calls no post_request, so it records none).
+    def post_request(worker, req, environ, resp) -> None:
+        from runtime.gc_pauses import gc_pauses_publish
 
-    gc_pauses_publish()
+        gc_pauses_publish()
 
 
 def worker_abort(worker) -> None:

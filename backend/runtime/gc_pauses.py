@@ -7,9 +7,10 @@ held, and writes to each object's GC header, so the pages the worker shares
 copy-on-write with the master become private copies. Measured at 64 clients on the
 sold-out refusal path (15 s, bench/README.md "The refusal path's tail"): full
 collections of 63-81 ms, 3-6 per busy worker, every request of that worker waiting
-meanwhile. `gc.freeze()` in the master right before each fork (config/gunicorn_conf.py,
-`pre_fork`) moves the heap to the permanent generation, which collections skip (the
-pattern Python documents under `gc.freeze`): 4-9 ms each in the same run.
+meanwhile. `gc.freeze()` in the master right before each fork
+(config/gunicorn_conf.py, `pre_fork`) moves the heap to the permanent generation,
+which collections skip (Python's documentation of `gc.freeze` describes the
+copy-on-write side): 4-9 ms each in the same run.
 
 This module publishes the pauses as `python_gc_pause_seconds` (by generation) and the
 frozen heap as `python_gc_frozen_objects`, so a latency tail that follows collections
@@ -41,8 +42,9 @@ gc_frozen_objects = Gauge(
 
 # Pauses measured, not yet published. The GC callback must not publish them itself:
 # in multiprocess mode prometheus_client guards every metric file with one
-# non-reentrant lock, and a collection can start inside a thread that holds it
-# (any allocation may start one), which would deadlock. A bounded deque's append
+# non-reentrant lock, and a collection can run in a thread that holds it (one
+# scheduled by an allocation runs at the interpreter's next check), which would
+# deadlock. A bounded deque's append
 # and popleft are atomic and take no lock of ours.
 _unpublished: deque[tuple[int, float]] = deque(maxlen=1000)
 _collection_started = 0.0
